@@ -1,0 +1,326 @@
+"""The configuration tree: every key, its default, and what it does.
+
+Precedence, lowest to highest: these defaults < the BASE chain < the YAML file < command-line
+flags < `--opts KEY VALUE ...`. `get_config` applies them in that order and returns a frozen
+CfgNode. This file is the reference for every key: each is documented once, on its line.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+from typing import Any, Sequence
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from utils.errors import UserError
+
+_C = CN()
+
+# Other YAML files this one inherits from, paths relative to this file; later ones win.
+_C.BASE = [""]
+
+# -----------------------------------------------------------------------------
+# Data
+# -----------------------------------------------------------------------------
+_C.DATA = CN()
+# Images per batch, for training and for evaluation.
+_C.DATA.BATCH_SIZE = 128
+# Where the data set lives: a folder for cifar10/cifar100, the .hdf5 file or its folder for
+# medium_imagenet; not read for digits, which ships with scikit-learn.
+_C.DATA.DATA_PATH = "datasets"
+# Data set name: digits, cifar10, cifar100 or medium_imagenet.
+_C.DATA.DATASET = "digits"
+# Side of the square image the model sees, in pixels (images are resized when it differs).
+_C.DATA.IMG_SIZE = 32
+# Resolution of the MediumImageNet file to pick when DATA_PATH is a folder: 96 or 224.
+_C.DATA.STORED_SIZE = 96
+# Resampling used when resizing: nearest, bilinear or bicubic.
+_C.DATA.INTERPOLATION = "bilinear"
+# Pin host memory so that copies to the GPU run asynchronously.
+_C.DATA.PIN_MEMORY = True
+# Loader worker processes; -1 picks min(8, CPU cores available).
+_C.DATA.NUM_WORKERS = -1
+# Keep workers alive between epochs instead of re-forking them.
+_C.DATA.PERSISTENT_WORKERS = True
+# Download cifar10/cifar100 into DATA_PATH when the files are missing.
+_C.DATA.DOWNLOAD = False
+# Fraction of the train split held out as val (chosen from SEED); 0 validates on the test split.
+_C.DATA.VAL_SPLIT = 0.0
+
+# -----------------------------------------------------------------------------
+# Model
+# -----------------------------------------------------------------------------
+_C.MODEL = CN()
+# Registered model name; `python main.py --list-models` prints them.
+_C.MODEL.NAME = "lenet"
+# Number of output classes; 0 takes the data set's class count.
+_C.MODEL.NUM_CLASSES = 0
+# Dropout probability before the classifier.
+_C.MODEL.DROP_RATE = 0.0
+# Checkpoint to resume from: a path, or "auto" for the latest checkpoint of this run (--resume).
+_C.MODEL.RESUME = ""
+
+# -----------------------------------------------------------------------------
+# Training
+# -----------------------------------------------------------------------------
+_C.TRAIN = CN()
+# Epoch to start from when not resuming; the LR schedule starts at that point too.
+_C.TRAIN.START_EPOCH = 0
+# Total number of epochs.
+_C.TRAIN.EPOCHS = 30
+# Epochs of linear warmup from WARMUP_LR to LR.
+_C.TRAIN.WARMUP_EPOCHS = 0
+# Peak learning rate.
+_C.TRAIN.LR = 1e-3
+# Learning rate at the end of the cosine schedule.
+_C.TRAIN.MIN_LR = 1e-5
+# Learning rate at the start of the warmup.
+_C.TRAIN.WARMUP_LR = 1e-6
+# Weight decay (decoupled for adamw).
+_C.TRAIN.WEIGHT_DECAY = 0.05
+# Apply weight decay to norm layers and biases too (off, as is usual).
+_C.TRAIN.DECAY_NORM_AND_BIAS = False
+# Batches whose gradients are summed before each optimizer step; 0 or 1 means no accumulation.
+_C.TRAIN.ACCUMULATION_STEPS = 1
+# Clip the gradient norm to this value; 0 disables clipping.
+_C.TRAIN.CLIP_GRAD = 0.0
+# Mixed precision on CUDA: bf16, fp16 (with loss scaling) or off.
+_C.TRAIN.MIXED_PRECISION = "bf16"
+# Use the channels_last memory format on CUDA (faster convolutions on tensor cores).
+_C.TRAIN.CHANNELS_LAST = True
+# Compile the model with torch.compile on CUDA.
+_C.TRAIN.COMPILE = False
+# Let cuDNN benchmark convolution algorithms for the fixed input size.
+_C.TRAIN.CUDNN_BENCHMARK = True
+
+_C.TRAIN.LR_SCHEDULER = CN()
+# Schedule after warmup: cosine, step or constant. Stepped every optimizer update.
+_C.TRAIN.LR_SCHEDULER.NAME = "cosine"
+# For step: epochs between decays.
+_C.TRAIN.LR_SCHEDULER.DECAY_EPOCHS = 30
+# For step: factor applied at each decay.
+_C.TRAIN.LR_SCHEDULER.DECAY_RATE = 0.1
+
+_C.TRAIN.OPTIMIZER = CN()
+# Optimizer: sgd, adam, adamw, rmsprop or radam.
+_C.TRAIN.OPTIMIZER.NAME = "adamw"
+# Epsilon for adam, adamw, rmsprop and radam.
+_C.TRAIN.OPTIMIZER.EPS = 1e-8
+# Betas for adam, adamw and radam.
+_C.TRAIN.OPTIMIZER.BETAS = (0.9, 0.999)
+# Momentum for sgd and rmsprop.
+_C.TRAIN.OPTIMIZER.MOMENTUM = 0.9
+# Nesterov momentum for sgd.
+_C.TRAIN.OPTIMIZER.NESTEROV = True
+
+# -----------------------------------------------------------------------------
+# Train-time augmentation (eval splits get deterministic transforms only)
+# -----------------------------------------------------------------------------
+_C.AUG = CN()
+# Pixels of zero padding around the image before a random crop back to IMG_SIZE; 0 disables.
+_C.AUG.CROP_PADDING = 4
+# Probability of a horizontal flip; 0 disables.
+_C.AUG.HFLIP_PROB = 0.5
+# Colour jitter strength for brightness, contrast and saturation; 0 disables.
+_C.AUG.COLOR_JITTER = 0.4
+# RandAugment as "rand-m{magnitude}-n{ops}" (timm style, e.g. rand-m9-n2); "" disables.
+_C.AUG.RAND_AUGMENT = ""
+
+# -----------------------------------------------------------------------------
+# Evaluation
+# -----------------------------------------------------------------------------
+_C.TEST = CN()
+# Resize to IMG_SIZE / 0.875 and centre-crop IMG_SIZE (ImageNet style) instead of resizing.
+_C.TEST.CROP = False
+# Read the val split in order; takes precedence over SHUFFLE.
+_C.TEST.SEQUENTIAL = False
+# Shuffle the val split (the test split is always read in order, for the submission).
+_C.TEST.SHUFFLE = False
+
+# -----------------------------------------------------------------------------
+# Kaggle submission
+# -----------------------------------------------------------------------------
+_C.SUBMISSION = CN()
+# Header line of submission.csv: the id column, then the predicted-class column.
+_C.SUBMISSION.HEADER = "Id,Category"
+
+# -----------------------------------------------------------------------------
+# Weights & Biases
+# -----------------------------------------------------------------------------
+_C.WANDB = CN()
+# online, offline (sync later with `wandb sync`) or disabled.
+_C.WANDB.MODE = "offline"
+# W&B project name.
+_C.WANDB.PROJECT = "vision-zoo"
+# W&B entity (user or team); "" uses your default.
+_C.WANDB.ENTITY = ""
+
+# -----------------------------------------------------------------------------
+# Run
+# -----------------------------------------------------------------------------
+# Root folder for runs; a run lives in OUTPUT/<MODEL.NAME>_<DATA.DATASET>/<TAG>.
+_C.OUTPUT = "output"
+# Name of this run's folder; "" uses the start time.
+_C.TAG = ""
+# Save last.pth every SAVE_FREQ epochs (and always after the final epoch).
+_C.SAVE_FREQ = 1
+# Write a progress line to log.txt every PRINT_FREQ iterations.
+_C.PRINT_FREQ = 10
+# Seed for Python, NumPy and torch, for the val split and for the shuffling order.
+_C.SEED = 0
+# Only evaluate the checkpoint given by MODEL.RESUME on the val split (--eval).
+_C.EVAL_MODE = False
+# Device: auto (CUDA when available), cpu, cuda or cuda:N.
+_C.DEVICE = "auto"
+
+
+def get_default_config() -> CN:
+    """A mutable copy of the defaults."""
+    return _C.clone()
+
+
+def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None) -> CN:
+    """Resolve defaults < BASE chain < `cfg_file` < `opts` into a frozen CfgNode.
+
+    `opts` is a flat list `[KEY, VALUE, KEY, VALUE, ...]` with string values, as typed after
+    `--opts`. Raises UserError for a missing file, an unknown key or a value of the wrong type.
+    """
+    cfg = get_default_config()
+    if cfg_file:
+        _merge_file(cfg, cfg_file, chain=())
+    if opts:
+        _merge_opts(cfg, list(opts))
+    _check_values(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _merge_file(cfg: CN, path: str, chain: tuple[str, ...]) -> None:
+    real = os.path.realpath(path)
+    if real in chain:
+        raise UserError(f"config file {path} inherits from itself through BASE; remove the cycle")
+    if not os.path.isfile(path):
+        raise UserError(f"config file not found: {path}; check the path given to --cfg or BASE")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise UserError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of KEY: value, not {type(data).__name__}")
+    bases = data.pop("BASE", [""]) or [""]
+    if isinstance(bases, str):
+        bases = [bases]
+    for base in bases:
+        if base:
+            _merge_file(cfg, os.path.join(os.path.dirname(path), base), chain + (real,))
+    _merge_dict(cfg, data, prefix="", source=path)
+
+
+def _merge_dict(node: CN, data: dict, prefix: str, source: str) -> None:
+    for key, value in data.items():
+        full_key = f"{prefix}{key}"
+        _check_key_exists(node, str(key), full_key)
+        if isinstance(node[key], CN):
+            if not isinstance(value, dict):
+                raise UserError(f"{full_key} is a section in {source}; give it KEY: value pairs, not {value!r}")
+            _merge_dict(node[key], value, prefix=f"{full_key}.", source=source)
+        else:
+            node[key] = _coerce(_decode(value), node[key], full_key)
+
+
+def _merge_opts(cfg: CN, opts: list[str]) -> None:
+    if len(opts) % 2:
+        raise UserError(f"--opts takes KEY VALUE pairs, but {opts[-1]!r} has no value")
+    for full_key, raw in zip(opts[0::2], opts[1::2]):
+        node = cfg
+        parts = full_key.split(".")
+        for depth, part in enumerate(parts):
+            _check_key_exists(node, part, ".".join(parts[: depth + 1]))
+            if depth < len(parts) - 1:
+                node = node[part]
+        leaf = parts[-1]
+        if isinstance(node[leaf], CN):
+            raise UserError(f"{full_key} is a section; set one of its keys, e.g. {full_key}.{next(iter(node[leaf]))}")
+        node[leaf] = _coerce(_decode(raw), node[leaf], full_key)
+
+
+def _all_keys(node: CN, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, CN):
+            keys.extend(_all_keys(value, f"{prefix}{key}."))
+    return keys
+
+
+def _check_key_exists(node: CN, key: str, full_key: str) -> None:
+    if key in node:
+        return
+    close = difflib.get_close_matches(full_key.upper(), _all_keys(_C), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else "; see config.py for the valid keys"
+    raise UserError(f"unknown config key {full_key}{hint}")
+
+
+def _decode(value: Any) -> Any:
+    """Strings from YAML or the command line may spell literals: '1e-3', 'True', '(0.9, 0.999)'."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               tuple: "a list", list: "a list"}
+
+
+def _coerce(value: Any, default: Any, full_key: str) -> Any:
+    """Return `value` converted to the default's type, or raise UserError naming the key."""
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected in (tuple, list) and isinstance(value, (tuple, list)):
+        return expected(value)
+    if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # names such as TAG: 2024 or DATA_PATH: 1
+    if type(value) is expected:
+        return value
+    raise UserError(f"{full_key} expects {_TYPE_NAMES.get(expected, expected.__name__)} "
+                    f"(default {default!r}), got {value!r}")
+
+
+def _check_values(cfg: CN) -> None:
+    """Range checks that the types alone cannot express."""
+    checks = [
+        (cfg.DATA.BATCH_SIZE >= 1, "DATA.BATCH_SIZE must be at least 1"),
+        (cfg.DATA.IMG_SIZE >= 8, "DATA.IMG_SIZE must be at least 8 pixels"),
+        (0.0 <= cfg.DATA.VAL_SPLIT < 1.0, "DATA.VAL_SPLIT must be in [0, 1)"),
+        (cfg.DATA.STORED_SIZE in (96, 224), "DATA.STORED_SIZE must be 96 or 224"),
+        (cfg.DATA.INTERPOLATION in ("nearest", "bilinear", "bicubic"),
+         "DATA.INTERPOLATION must be one of nearest, bilinear, bicubic"),
+        (cfg.TRAIN.EPOCHS >= 1, "TRAIN.EPOCHS must be at least 1"),
+        (0 <= cfg.TRAIN.START_EPOCH < cfg.TRAIN.EPOCHS, "TRAIN.START_EPOCH must be in [0, TRAIN.EPOCHS)"),
+        (cfg.TRAIN.LR > 0, "TRAIN.LR must be positive"),
+        (cfg.TRAIN.WARMUP_EPOCHS >= 0, "TRAIN.WARMUP_EPOCHS must be 0 or more"),
+        (cfg.TRAIN.MIXED_PRECISION in ("bf16", "fp16", "off"), "TRAIN.MIXED_PRECISION must be bf16, fp16 or off"),
+        (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2, "TRAIN.OPTIMIZER.BETAS must hold two numbers, e.g. (0.9, 0.999)"),
+        (0.0 <= cfg.AUG.HFLIP_PROB <= 1.0, "AUG.HFLIP_PROB must be in [0, 1]"),
+        (cfg.AUG.CROP_PADDING >= 0, "AUG.CROP_PADDING must be 0 or more"),
+        (cfg.AUG.COLOR_JITTER >= 0.0, "AUG.COLOR_JITTER must be 0 or more"),
+        (len(cfg.SUBMISSION.HEADER.split(",")) == 2, "SUBMISSION.HEADER must name two columns, e.g. Id,Category"),
+        (cfg.WANDB.MODE in ("online", "offline", "disabled"), "WANDB.MODE must be online, offline or disabled"),
+        (cfg.SAVE_FREQ >= 1, "SAVE_FREQ must be at least 1"),
+        (cfg.PRINT_FREQ >= 1, "PRINT_FREQ must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    device = cfg.DEVICE
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise UserError(f"DEVICE must be auto, cpu, cuda or cuda:N, got {device!r}")

@@ -1,0 +1,4 @@
+"""Data sets and loaders. `build_loader(cfg)` is the entry point."""
+from data.build import DATASETS, Loaders, build_loader, get_dataset_spec
+
+__all__ = ["DATASETS", "Loaders", "build_loader", "get_dataset_spec"]

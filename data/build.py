@@ -1,0 +1,154 @@
+"""Build the train, val and test loaders from the config: the only data code that reads it."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+from data import cifar, digits, medium_imagenet
+from data.dataset import ArrayStore, ImageDataset, ImageStore
+from data.sampler import EpochShuffleSampler
+from data.transforms import build_eval_transform, build_train_transform, unused_rand_augment_fields
+from utils.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# Share of the digits held out as their test split. Fixed, and independent of SEED, so that
+# every run is scored on the same images.
+DIGITS_TEST_FRACTION = 0.2
+
+Splits = dict[str, tuple[ImageStore, np.ndarray | None]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    # (data_path, stored_size, img_size, download) -> {"train", "test"[, "val"]: (store, labels)}
+    load: Callable[[str, int, int, bool], Splits]
+
+
+def _load_digits(data_path: str, stored_size: int, img_size: int, download: bool) -> Splits:
+    images, labels = digits.load_digits_arrays(img_size)
+    order = np.random.default_rng(0).permutation(len(images))
+    num_test = int(round(len(images) * DIGITS_TEST_FRACTION))
+    test, train = np.sort(order[:num_test]), np.sort(order[num_test:])
+    return {"train": (ArrayStore(images[train]), labels[train]), "test": (ArrayStore(images[test]), labels[test])}
+
+
+def _cifar_loader(name: str) -> Callable[[str, int, int, bool], Splits]:
+    def load(data_path: str, stored_size: int, img_size: int, download: bool) -> Splits:
+        arrays = cifar.load_cifar_arrays(name, data_path, download)
+        return {split: (ArrayStore(images), labels) for split, (images, labels) in arrays.items()}
+    return load
+
+
+def _load_medium_imagenet(data_path: str, stored_size: int, img_size: int, download: bool) -> Splits:
+    return medium_imagenet.open_medium_imagenet(medium_imagenet.resolve_hdf5_path(data_path, stored_size))
+
+
+DATASETS = {
+    "digits": DatasetSpec(digits.NUM_CLASSES, digits.MEAN, digits.STD, _load_digits),
+    "cifar10": DatasetSpec(10, cifar.CIFAR_VARIANTS["cifar10"].mean, cifar.CIFAR_VARIANTS["cifar10"].std,
+                           _cifar_loader("cifar10")),
+    "cifar100": DatasetSpec(100, cifar.CIFAR_VARIANTS["cifar100"].mean, cifar.CIFAR_VARIANTS["cifar100"].std,
+                            _cifar_loader("cifar100")),
+    "medium_imagenet": DatasetSpec(medium_imagenet.NUM_CLASSES, medium_imagenet.MEAN, medium_imagenet.STD,
+                                   _load_medium_imagenet),
+}
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    """The DatasetSpec registered under `name`, or UserError listing the valid names."""
+    if name not in DATASETS:
+        raise UserError(f"unknown DATA.DATASET {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+@dataclass
+class Loaders:
+    """What `build_loader` returns: three loaders, their datasets, and the normalisation stats."""
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+    train_dataset: ImageDataset
+    val_dataset: ImageDataset
+    test_dataset: ImageDataset
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def split_train_val(num_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) index arrays holding out `val_fraction` of range(num_images), from `seed`."""
+    order = np.random.default_rng(seed).permutation(num_images)
+    num_val = max(1, int(round(num_images * val_fraction)))
+    return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def resolve_num_workers(requested: int) -> int:
+    """-1 means min(8, CPU cores this process may use)."""
+    if requested >= 0:
+        return requested
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def build_loader(cfg) -> Loaders:
+    """Load DATA.DATASET and wrap its train, val and test splits in DataLoaders.
+
+    Images come out as uint8 (B, 3, IMG_SIZE, IMG_SIZE); normalise them on the device with
+    `data.normalize.Normalize(loaders.mean, loaders.std)`.
+    """
+    spec = get_dataset_spec(cfg.DATA.DATASET)
+    splits = spec.load(cfg.DATA.DATA_PATH, cfg.DATA.STORED_SIZE, cfg.DATA.IMG_SIZE, cfg.DATA.DOWNLOAD)
+    img_size = cfg.DATA.IMG_SIZE
+    train_store, train_labels = splits["train"]
+    stored_size = train_store.image_size
+
+    if cfg.AUG.RAND_AUGMENT and unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT):
+        logger.warning("AUG.RAND_AUGMENT: %s not supported by torchvision's RandAugment; using only m and n",
+                       "-".join(unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT)))
+    train_transform = build_train_transform(img_size, stored_size, cfg.AUG.CROP_PADDING, cfg.AUG.HFLIP_PROB,
+                                            cfg.AUG.COLOR_JITTER, cfg.AUG.RAND_AUGMENT, cfg.DATA.INTERPOLATION)
+    eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
+
+    test_store, test_labels = splits["test"]
+    if cfg.DATA.VAL_SPLIT > 0:
+        train_indices, val_indices = split_train_val(len(train_store), cfg.DATA.VAL_SPLIT, cfg.SEED)
+        val_store, val_labels = train_store, train_labels
+    else:
+        train_indices, val_indices = None, None
+        val_store, val_labels = splits.get("val", splits["test"])
+    if val_labels is None:
+        raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
+
+    train_dataset = ImageDataset(train_store, train_labels, spec.num_classes, train_indices, train_transform)
+    val_dataset = ImageDataset(val_store, val_labels, spec.num_classes, val_indices, eval_transform)
+    test_dataset = ImageDataset(test_store, test_labels, spec.num_classes, None, eval_transform)
+
+    num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
+    pin_memory = cfg.DATA.PIN_MEMORY and cfg.DEVICE != "cpu" and torch.cuda.is_available()
+
+    def make_loader(dataset: ImageDataset, sampler, drop_last: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=cfg.DATA.BATCH_SIZE, sampler=sampler, drop_last=drop_last,
+                          num_workers=num_workers, pin_memory=pin_memory,
+                          persistent_workers=cfg.DATA.PERSISTENT_WORKERS and num_workers > 0)
+
+    if cfg.TEST.SEQUENTIAL or not cfg.TEST.SHUFFLE:
+        val_sampler = SequentialSampler(val_dataset)
+    else:
+        val_sampler = RandomSampler(val_dataset, generator=torch.Generator().manual_seed(cfg.SEED))
+    # Dropping a ragged last batch keeps BatchNorm away from batches of one image.
+    drop_last = len(train_dataset) > cfg.DATA.BATCH_SIZE
+    return Loaders(
+        train_loader=make_loader(train_dataset, EpochShuffleSampler(len(train_dataset), cfg.SEED), drop_last),
+        val_loader=make_loader(val_dataset, val_sampler, False),
+        test_loader=make_loader(test_dataset, SequentialSampler(test_dataset), False),
+        train_dataset=train_dataset, val_dataset=val_dataset, test_dataset=test_dataset,
+        num_classes=spec.num_classes, mean=spec.mean, std=spec.std)

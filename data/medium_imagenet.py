@@ -1,0 +1,125 @@
+"""MediumImageNet: 200 classes in one HDF5 file, at 96 px or 224 px.
+
+Layout: `images-{train,val,test}` uint8, channels-first (N, 3, S, S) or channels-last (N, S, S, 3),
+and `labels-{train,val}`; the test split has no labels. The file is opened lazily in each
+process that reads it, because an h5py handle opened before the DataLoader forks its workers is
+not safe to share.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from utils.errors import UserError
+
+NUM_CLASSES = 200
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+SPLITS = ("train", "val", "test")
+FILE_NAMES = ("medium-imagenet-nmep-{size}.hdf5", "medium-imagenet-{size}.hdf5")
+
+
+def resolve_hdf5_path(data_path: str, stored_size: int) -> str:
+    """The .hdf5 file itself, or the file of `stored_size` px found by its usual name in a folder."""
+    data_path = os.path.expanduser(data_path)
+    if os.path.isfile(data_path):
+        return data_path
+    candidates = [os.path.join(data_path, name.format(size=stored_size)) for name in FILE_NAMES]
+    if os.path.isdir(data_path):
+        for candidate in candidates:
+            if os.path.isfile(candidate):
+                return candidate
+        raise UserError(f"no MediumImageNet file in {data_path}: expected {' or '.join(candidates)}; "
+                        f"pass --data-path FILE.hdf5 or set DATA.STORED_SIZE to the size you have")
+    raise UserError(f"MediumImageNet file not found: {data_path}; pass --data-path with the .hdf5 file "
+                    f"or the folder that holds it")
+
+
+class HDF5Images:
+    """The images of one split of the HDF5 file, read in sorted batches as (B, 3, S, S) uint8."""
+
+    def __init__(self, path: str, split: str, length: int, image_size: int, channels_last: bool):
+        self.path = path
+        self.key = f"images-{split}"
+        self.length = length
+        self.image_size = image_size
+        self.channels_last = channels_last
+        self._file = None
+        self._owner_pid = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self) -> dict:
+        # Workers get the path, never an open handle.
+        return {**self.__dict__, "_file": None, "_owner_pid": None}
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        import h5py
+
+        if self._file is None or self._owner_pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._owner_pid = os.getpid()
+        dataset = self._file[self.key]
+        unique, inverse = np.unique(indices, return_inverse=True)
+        images = np.concatenate([dataset[start:stop] for start, stop in _contiguous_runs(unique)])
+        images = images[inverse]
+        return images.transpose(0, 3, 1, 2) if self.channels_last else images
+
+
+def _contiguous_runs(sorted_indices: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering sorted unique indices, so each run is one slice read."""
+    breaks = np.flatnonzero(np.diff(sorted_indices) != 1) + 1
+    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(sorted_indices, breaks)]
+
+
+def open_medium_imagenet(path: str) -> dict[str, tuple[HDF5Images, np.ndarray | None]]:
+    """Check the file's layout and return {split: (images, labels or None)}.
+
+    Labels are read into memory (a few MB); images stay on disk.
+    """
+    import h5py
+
+    try:
+        file = h5py.File(path, "r")
+    except OSError as e:
+        raise UserError(f"cannot read MediumImageNet file {path} ({e}); is it a complete HDF5 file?") from None
+    with file:
+        splits = {}
+        for split in SPLITS:
+            key = f"images-{split}"
+            if key not in file:
+                raise UserError(f"{path} has no dataset '{key}' (found: {', '.join(sorted(file.keys()))}); "
+                                f"is this the MediumImageNet file?")
+            images = file[key]
+            channels_last = _check_image_shape(path, key, images.shape, images.dtype)
+            labels = None
+            if split != "test":
+                labels = _read_labels(file, path, split, len(images))
+            size = images.shape[2] if channels_last else images.shape[3]
+            splits[split] = HDF5Images(path, split, len(images), size, channels_last), labels
+    return splits
+
+
+def _check_image_shape(path: str, key: str, shape: tuple, dtype: np.dtype) -> bool:
+    """True for channels-last storage, False for channels-first; UserError for anything else."""
+    if dtype != np.uint8:
+        raise UserError(f"{path}: '{key}' holds {dtype}, expected uint8 images")
+    if len(shape) == 4 and shape[1] == 3 and shape[2] == shape[3]:
+        return False
+    if len(shape) == 4 and shape[3] == 3 and shape[1] == shape[2]:
+        return True
+    raise UserError(f"{path}: '{key}' has shape {tuple(shape)}, expected (N, 3, S, S) or (N, S, S, 3)")
+
+
+def _read_labels(file, path: str, split: str, num_images: int) -> np.ndarray:
+    key = f"labels-{split}"
+    if key not in file:
+        raise UserError(f"{path} has no dataset '{key}'; the {split} split needs labels")
+    labels = np.asarray(file[key][:]).reshape(-1).astype(np.int64)
+    if len(labels) != num_images:
+        raise UserError(f"{path}: '{key}' has {len(labels)} labels for {num_images} images")
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise UserError(f"{path}: '{key}' has labels outside 0..{NUM_CLASSES - 1}")
+    return labels

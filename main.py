@@ -1,0 +1,342 @@
+"""Train, validate and predict: `python main.py --cfg configs/X.yaml [flags] [--opts KEY VALUE ...]`.
+
+The recipe, top to bottom: parse the config, build the model, optimizer and data, train with a
+val pass every epoch (checkpointing as it goes), then predict the test split with the best
+checkpoint and write submission.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import resource
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from config import get_config
+from data import build_loader
+from data.normalize import Normalize
+from models import build_model
+from optimizer import build_optimizer, build_scheduler, check_scheduler_name
+from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from utils.errors import UserError
+from utils.logger import create_logger
+from utils.metrics import AverageMeter, topk_correct
+from utils.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint, plan_run_dir
+from utils.submission import write_submission
+from utils.tracking import MetricsFile, WandbRun
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train an image classifier from a YAML config.")
+    parser.add_argument("--cfg", help="YAML config file (defaults only when omitted)")
+    parser.add_argument("--batch-size", type=int, help="DATA.BATCH_SIZE")
+    parser.add_argument("--data-path", help="DATA.DATA_PATH")
+    parser.add_argument("--output", help="OUTPUT: root folder for runs")
+    parser.add_argument("--tag", help="TAG: name of the run folder")
+    parser.add_argument("--resume", help="MODEL.RESUME: a checkpoint path, or 'auto' for this run's latest")
+    parser.add_argument("--eval", action="store_true", help="EVAL_MODE: only evaluate the --resume checkpoint")
+    parser.add_argument("--device", help="DEVICE: auto, cpu, cuda or cuda:N")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
+                        help="KEY VALUE pairs applied last, e.g. --opts TRAIN.LR 1e-3 TRAIN.EPOCHS 10")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace):
+    """Flags become --opts pairs placed before the user's --opts, so --opts wins."""
+    misplaced = [item for item in args.opts[0::2] if item.startswith("--")]
+    if misplaced:
+        raise UserError(f"{misplaced[0]} comes after --opts, which reads everything after it as KEY VALUE "
+                        f"pairs; put flags before --opts")
+    flags = {"DATA.BATCH_SIZE": args.batch_size, "DATA.DATA_PATH": args.data_path, "OUTPUT": args.output,
+             "TAG": args.tag, "MODEL.RESUME": args.resume, "DEVICE": args.device,
+             "EVAL_MODE": True if args.eval else None}
+    # repr() keeps strings as strings when the config decodes literals (a TAG of "1e3" stays text).
+    opts = [item for key, value in flags.items() if value is not None
+            for item in (key, repr(value) if isinstance(value, str) else str(value))]
+    return get_config(args.cfg, opts + list(args.opts))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"DEVICE is {name} but CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated this epoch on CUDA; peak resident memory of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, scaler, device, epoch,
+                    autocast, accumulation_steps, clip_grad, print_freq, logger) -> dict:
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct1 = torch.zeros((), device=device, dtype=torch.long)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    seen, start = 0, time.perf_counter()
+    num_batches = len(loader)
+    progress = tqdm(loader, desc=f"train {epoch}", leave=False, dynamic_ncols=True, disable=None)
+    optimizer.zero_grad(set_to_none=True)
+    for i, (images, targets) in enumerate(progress):
+        images = normalize(images.to(device, non_blocking=True))
+        targets = targets.to(device, non_blocking=True)
+        with autocast():
+            logits = model(images)
+            loss = criterion(logits, targets)
+        scaler.scale(loss / accumulation_steps).backward()
+        if (i + 1) % accumulation_steps == 0 or i + 1 == num_batches:
+            if clip_grad > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        batch = targets.shape[0]
+        seen += batch
+        loss_sum += loss.detach() * batch
+        top1, top5 = topk_correct(logits.detach(), targets)
+        correct1 += top1
+        correct5 += top5
+        if (i + 1) % print_freq == 0 or i + 1 == num_batches:
+            # One host-device sync per print, not per step.
+            lr = optimizer.param_groups[0]["lr"]
+            rate = seen / (time.perf_counter() - start)
+            stats = dict(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct1.item() / seen:.2f}",
+                         lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+            progress.set_postfix(stats)
+            logger.debug("train epoch %d [%d/%d] %s", epoch, i + 1, num_batches,
+                         " ".join(f"{k} {v}" for k, v in stats.items()))
+    elapsed = time.perf_counter() - start
+    return {"train_loss": loss_sum.item() / max(1, seen), "train_acc1": 100 * correct1.item() / max(1, seen),
+            "train_acc5": 100 * correct5.item() / max(1, seen), "epoch_time": elapsed,
+            "images_per_sec": seen / elapsed}
+
+
+@torch.no_grad()
+def evaluate(model, normalize, loader, criterion, device, autocast) -> dict:
+    """Loss and top-1/top-5 accuracy (in %) over a labelled loader."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct1 = torch.zeros((), device=device, dtype=torch.long)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for images, targets in tqdm(loader, desc="val", leave=False, dynamic_ncols=True, disable=None):
+        images = normalize(images.to(device, non_blocking=True))
+        targets = targets.to(device, non_blocking=True)
+        with autocast():
+            logits = model(images)
+        loss_sum += criterion(logits.float(), targets) * targets.shape[0]
+        top1, top5 = topk_correct(logits, targets)
+        correct1 += top1
+        correct5 += top5
+        seen += targets.shape[0]
+    return {"loss": loss_sum.item() / max(1, seen), "acc1": 100 * correct1.item() / max(1, seen),
+            "acc5": 100 * correct5.item() / max(1, seen)}
+
+
+@torch.no_grad()
+def predict(model, normalize, loader, device, autocast) -> list[int]:
+    """The predicted class of every image of `loader`, in loader order."""
+    model.eval()
+    predictions = []
+    for images, _ in tqdm(loader, desc="test", leave=False, dynamic_ncols=True, disable=None):
+        with autocast():
+            logits = model(normalize(images.to(device, non_blocking=True)))
+        predictions.append(logits.argmax(dim=1).cpu())
+    return torch.cat(predictions).tolist() if predictions else []
+
+
+def load_model_weights(model: nn.Module, state_dict: dict, path: str) -> None:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        detail = str(e).splitlines()[0]
+        raise UserError(f"checkpoint {path} does not fit this model ({detail}); check MODEL.NAME and "
+                        f"MODEL.NUM_CLASSES against the run that wrote it") from None
+
+
+def run_eval_only(cfg, device: torch.device) -> None:
+    """--eval: report val loss and accuracy of the MODEL.RESUME checkpoint; writes nothing."""
+    logger = create_logger(None)
+    path = cfg.MODEL.RESUME
+    if path == "auto":
+        run_dir = latest_run_with_checkpoint(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET))
+        if run_dir is None:
+            raise UserError("--eval with --resume auto found no run with a checkpoint; pass --resume PATH")
+        best = os.path.join(run_dir, BEST_CHECKPOINT)
+        path = best if os.path.isfile(best) else os.path.join(run_dir, LAST_CHECKPOINT)
+    if not path:
+        raise UserError("--eval needs a checkpoint: pass --resume PATH (or --resume auto)")
+    model = build_model(cfg)
+    checkpoint = load_checkpoint(path)
+    load_model_weights(model, checkpoint["model"], path)
+    loaders = build_loader(cfg)
+    model.to(device)
+    normalize = Normalize(loaders.mean, loaders.std).to(device)
+    metrics = evaluate(model, normalize, loaders.val_loader, nn.CrossEntropyLoss(), device, nullcontext)
+    logger.info("%s on %s val (%d images): loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
+                len(loaders.val_dataset), metrics["loss"], metrics["acc1"], metrics["acc5"])
+
+
+def train(cfg, device: torch.device) -> str:
+    """The full run; returns its folder."""
+    logger = create_logger(None)
+    seed_everything(cfg.SEED)
+    # Build what can fail on a typo before anything is written to disk.
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    check_scheduler_name(cfg)
+    loaders = build_loader(cfg)
+
+    run_dir, resume_path = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET),
+                                        cfg.TAG, cfg.MODEL.RESUME)
+    checkpoint = load_checkpoint(resume_path) if resume_path else None
+    if checkpoint is not None:
+        load_model_weights(model, checkpoint["model"], resume_path)
+    os.makedirs(run_dir, exist_ok=True)
+    logger = create_logger(run_dir)
+    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
+        f.write(cfg.dump())
+    logger.info("run folder: %s", run_dir)
+
+    on_cuda = device.type == "cuda"
+    if on_cuda:
+        torch.backends.cudnn.benchmark = cfg.TRAIN.CUDNN_BENCHMARK
+    else:
+        logger.info("running on %s: TRAIN.MIXED_PRECISION, CHANNELS_LAST, COMPILE and CUDNN_BENCHMARK "
+                    "apply on CUDA only, so this run is plain fp32", device)
+    channels_last = on_cuda and cfg.TRAIN.CHANNELS_LAST
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    # The optimizer was built on CPU tensors; moving the model moved those same parameters.
+    normalize = Normalize(loaders.mean, loaders.std, channels_last).to(device)
+    amp_dtype = AMP_DTYPES.get(cfg.TRAIN.MIXED_PRECISION) if on_cuda else None
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    forward_model = torch.compile(model) if on_cuda and cfg.TRAIN.COMPILE else model
+
+    accumulation_steps = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
+    steps_per_epoch = math.ceil(len(loaders.train_loader) / accumulation_steps)
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
+    criterion = nn.CrossEntropyLoss()
+
+    start_epoch, best_acc1, wandb_id = cfg.TRAIN.START_EPOCH, 0.0, None
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if "scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["scaler"])
+        if "rng" in checkpoint:
+            restore_rng_state(checkpoint["rng"])
+        start_epoch, best_acc1 = checkpoint["epoch"] + 1, checkpoint["best_acc1"]
+        wandb_id = checkpoint.get("wandb_id")
+        logger.info("resumed from %s: continuing at epoch %d (best val acc@1 so far %.2f%%)",
+                    resume_path, start_epoch, best_acc1)
+    elif start_epoch > 0:
+        # Put the LR schedule where START_EPOCH would have it.
+        for _ in range(start_epoch * steps_per_epoch):
+            scheduler.step()
+
+    num_params = sum(p.numel() for p in model.parameters())
+    logger.info("%s: %.2fM parameters | %s: %d train, %d val, %d test images | %d epochs of %d steps on %s",
+                cfg.MODEL.NAME, num_params / 1e6, cfg.DATA.DATASET, len(loaders.train_dataset),
+                len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS, steps_per_epoch, device)
+    metrics_file = MetricsFile(run_dir)
+    wandb_run = WandbRun(cfg.WANDB.MODE, cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
+                         name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
+                         config=_config_as_dict(cfg), resume_id=wandb_id)
+
+    def checkpoint_state(epoch: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(),
+                "wandb_id": wandb_run.run_id}
+
+    try:
+        for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):
+            loaders.train_loader.sampler.set_epoch(epoch)
+            if on_cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            lr = optimizer.param_groups[0]["lr"]
+            train_stats = train_one_epoch(forward_model, normalize, loaders.train_loader, criterion, optimizer,
+                                          scheduler, scaler, device, epoch, autocast, accumulation_steps,
+                                          cfg.TRAIN.CLIP_GRAD, cfg.PRINT_FREQ, logger)
+            val_stats = evaluate(forward_model, normalize, loaders.val_loader, criterion, device, autocast)
+            is_best = val_stats["acc1"] > best_acc1
+            best_acc1 = max(best_acc1, val_stats["acc1"])
+            metrics = {"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
+                       "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"],
+                       "peak_memory_mb": peak_memory_mb(device)}
+            metrics_file.log(metrics)
+            wandb_run.log(metrics, step=epoch)
+            logger.info("epoch %d/%d  train loss %.4f acc@1 %.2f%% | val loss %.4f acc@1 %.2f%% acc@5 %.2f%% "
+                        "| best %.2f%% | %.1fs, %.0f img/s", epoch + 1, cfg.TRAIN.EPOCHS, train_stats["train_loss"],
+                        train_stats["train_acc1"], val_stats["loss"], val_stats["acc1"], val_stats["acc5"],
+                        best_acc1, train_stats["epoch_time"], train_stats["images_per_sec"])
+            if is_best:
+                save_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT), checkpoint_state(epoch))
+            if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS:
+                save_checkpoint(os.path.join(run_dir, LAST_CHECKPOINT), checkpoint_state(epoch))
+    except KeyboardInterrupt:
+        logger.info("interrupted; continue with: python main.py --cfg ... --tag %s --resume auto",
+                    os.path.basename(run_dir))
+        wandb_run.finish()
+        raise
+
+    best_path = os.path.join(run_dir, BEST_CHECKPOINT)
+    if os.path.isfile(best_path):
+        load_model_weights(model, load_checkpoint(best_path)["model"], best_path)
+    predictions = predict(forward_model, normalize, loaders.test_loader, device, autocast)
+    submission_path = os.path.join(run_dir, "submission.csv")
+    write_submission(submission_path, predictions, cfg.SUBMISSION.HEADER)
+    wandb_run.finish()
+    logger.info("best val acc@1 %.2f%%; %d test predictions written with the best checkpoint", best_acc1,
+                len(predictions))
+    logger.info("outputs in %s: %s", run_dir, ", ".join(sorted(
+        name for name in os.listdir(run_dir) if not name.startswith(".") and name != "wandb")))
+    return run_dir
+
+
+def _config_as_dict(node) -> dict:
+    return {key: _config_as_dict(value) if isinstance(value, dict) else value for key, value in node.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        device = resolve_device(cfg.DEVICE)
+        if cfg.EVAL_MODE:
+            run_eval_only(cfg, device)
+        else:
+            train(cfg, device)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

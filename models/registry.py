@@ -1,0 +1,35 @@
+"""The model registry: a name -> constructor table filled by the @register_model decorator.
+
+Adding a model takes one file in models/ whose constructors carry @register_model, plus its
+import in models/__init__.py.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from utils.errors import UserError
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register `constructor` under its function name."""
+    name = constructor.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is registered twice")
+    _MODELS[name] = constructor
+    return constructor
+
+
+def list_models() -> list[str]:
+    """The registered model names, sorted."""
+    return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build the model registered as `name` with the constructor's keyword arguments."""
+    if name not in _MODELS:
+        raise UserError(f"unknown MODEL.NAME {name!r}; choose one of: {', '.join(list_models())}")
+    return _MODELS[name](**kwargs)

@@ -1,0 +1,272 @@
+"""Shared fixtures: tiny data sets written in the real on-disk formats.
+
+The real loaders (torchvision's CIFAR classes, h5py) read these files, so nothing is mocked and
+nothing is downloaded.
+
+- `cifar10` / `cifar100`: a `CifarFixture` with `.root` (the folder that holds
+  `cifar-10-batches-py` / `cifar-100-python`) and the arrays written; `cifar10_root` and
+  `cifar100_root` are just the root folders.
+- `medium_imagenet_factory`: `make(name="medium-imagenet.hdf5", **options)` writes an HDF5 file
+  under tmp_path and returns a `MediumImageNetFixture`; see `write_medium_imagenet` for the
+  options (channels-last layout, missing datasets, replaced datasets for broken variants).
+- `medium_imagenet`: the default file (channels-first, 40/12/9 images of 16 px);
+  `medium_imagenet_file` is its path.
+"""
+from __future__ import annotations
+
+import pickle
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+# `python -m pytest` puts the repository root on sys.path; plain `pytest` does not.
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+CIFAR_SIZE = 32
+CIFAR_PIXELS = 3 * CIFAR_SIZE * CIFAR_SIZE  # 3072 bytes per row: the R plane, then G, then B
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR100_FOLDER = "cifar-100-python"
+CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+MEDIUM_IMAGENET_SIZE = 16
+MEDIUM_IMAGENET_COUNTS = {"train": 40, "val": 12, "test": 9}
+MEDIUM_IMAGENET_CLASSES = 200
+
+
+@dataclass
+class CifarFixture:
+    """What a CIFAR fixture wrote. Images are uint8 (N, 3, 32, 32), the layout the loader returns."""
+    root: Path  # the folder holding the extracted folder (what DATA.DATA_PATH names)
+    folder: Path  # root / cifar-10-batches-py or root / cifar-100-python
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    train_coarse_labels: np.ndarray | None = None  # CIFAR-100 only
+    files: list[str] = field(default_factory=list)  # names of the pickled files in `folder`
+
+
+def _write_pickle(path: Path, obj: dict) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def _cifar_rows(rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` random images as the (N, 3072) uint8 rows that the CIFAR pickles hold."""
+    return rng.integers(0, 256, size=(count, CIFAR_PIXELS), dtype=np.uint8)
+
+
+def cifar_marker_row() -> np.ndarray:
+    """One image whose three planes differ, to check that rows are decoded channel-first.
+
+    R holds a gradient over the whole plane, G a constant 7 and B a constant 200.
+    """
+    plane = CIFAR_SIZE * CIFAR_SIZE
+    row = np.empty(CIFAR_PIXELS, np.uint8)
+    row[:plane] = np.arange(plane) % 251
+    row[plane:2 * plane] = 7
+    row[2 * plane:] = 200
+    return row
+
+
+def write_cifar10(root: Path, per_batch: int = 10, num_test: int = 10, seed: int = 0) -> CifarFixture:
+    """Write `root/cifar-10-batches-py` as the official archive lays it out, with small batches.
+
+    Each file is a pickled dict as in the real (Python 2) files, whose keys torchvision reads
+    back as str: data_batch_1..5 and test_batch hold "data" (N, 3072) uint8, "labels",
+    "batch_label" and "filenames"; batches.meta holds "label_names" and "num_cases_per_batch".
+    The first image of data_batch_1 is `cifar_marker_row()`.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / CIFAR10_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    train_rows, train_labels, files = [], [], []
+    for number in range(1, 6):
+        rows = _cifar_rows(rng, per_batch)
+        if number == 1:
+            rows[0] = cifar_marker_row()
+        labels = [int(x) for x in rng.integers(0, 10, size=per_batch)]
+        if number == 1:
+            labels[0] = 9  # the marker image
+        name = f"data_batch_{number}"
+        _write_pickle(folder / name, {
+            "batch_label": f"training batch {number} of 5",
+            "labels": labels,
+            "data": rows,
+            "filenames": [f"train_{number}_{i}.png" for i in range(per_batch)],
+        })
+        train_rows.append(rows)
+        train_labels.extend(labels)
+        files.append(name)
+    test_rows = _cifar_rows(rng, num_test)
+    test_labels = [i % 10 for i in range(num_test)]  # every class, in order
+    _write_pickle(folder / "test_batch", {
+        "batch_label": "testing batch 1 of 1",
+        "labels": test_labels,
+        "data": test_rows,
+        "filenames": [f"test_{i}.png" for i in range(num_test)],
+    })
+    _write_pickle(folder / "batches.meta", {
+        "label_names": CIFAR10_LABEL_NAMES,
+        "num_cases_per_batch": per_batch,
+        "num_vis": CIFAR_PIXELS,
+    })
+    files += ["test_batch", "batches.meta"]
+    return CifarFixture(
+        root=Path(root), folder=folder,
+        train_images=np.concatenate(train_rows).reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE),
+        train_labels=np.asarray(train_labels, np.int64),
+        test_images=test_rows.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE),
+        test_labels=np.asarray(test_labels, np.int64), files=files)
+
+
+def write_cifar100(root: Path, num_train: int = 20, num_test: int = 10, seed: int = 1) -> CifarFixture:
+    """Write `root/cifar-100-python` (train, test, meta) as the official archive lays it out.
+
+    train and test hold "data" (N, 3072) uint8, "fine_labels", "coarse_labels", "batch_label"
+    and "filenames"; meta holds "fine_label_names" and "coarse_label_names". Coarse labels differ
+    from fine ones, so a loader that read the wrong list would be caught. The first train image
+    is `cifar_marker_row()`.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / CIFAR100_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, count in (("train", num_train), ("test", num_test)):
+        rows = _cifar_rows(rng, count)
+        fine = rng.integers(0, 100, size=count)
+        if split == "train":
+            rows[0] = cifar_marker_row()
+            fine[0], fine[1] = 99, 0  # both ends of the range
+        coarse = (fine + 1) % 20  # never equal to the fine label
+        _write_pickle(folder / split, {
+            "filenames": [f"{split}_{i}.png" for i in range(count)],
+            "batch_label": f"{split}ing batch 1 of 1",
+            "fine_labels": [int(x) for x in fine],
+            "coarse_labels": [int(x) for x in coarse],
+            "data": rows,
+        })
+        arrays[split] = rows.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE), fine.astype(np.int64), coarse.astype(np.int64)
+    _write_pickle(folder / "meta", {
+        "fine_label_names": [f"fine_{i}" for i in range(100)],
+        "coarse_label_names": [f"coarse_{i}" for i in range(20)],
+    })
+    return CifarFixture(
+        root=Path(root), folder=folder,
+        train_images=arrays["train"][0], train_labels=arrays["train"][1],
+        test_images=arrays["test"][0], test_labels=arrays["test"][1],
+        train_coarse_labels=arrays["train"][2], files=["train", "test", "meta"])
+
+
+@pytest.fixture
+def cifar10(tmp_path) -> CifarFixture:
+    return write_cifar10(tmp_path / "cifar")
+
+
+@pytest.fixture
+def cifar10_root(cifar10) -> Path:
+    """The folder that holds cifar-10-batches-py."""
+    return cifar10.root
+
+
+@pytest.fixture
+def cifar100(tmp_path) -> CifarFixture:
+    return write_cifar100(tmp_path / "cifar100")
+
+
+@pytest.fixture
+def cifar100_root(cifar100) -> Path:
+    """The folder that holds cifar-100-python."""
+    return cifar100.root
+
+
+@dataclass
+class MediumImageNetFixture:
+    """What a MediumImageNet fixture wrote.
+
+    `images[split]` is always channels-first uint8 (N, 3, S, S), whatever the file's layout;
+    `labels[split]` is int64 (N,), for train and val only.
+    """
+    path: Path
+    size: int
+    channels_last: bool
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+
+def medium_imagenet_arrays(size: int = MEDIUM_IMAGENET_SIZE, counts: dict[str, int] | None = None,
+                           seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Random channels-first images and labels in 0..199 for each split (no test labels).
+
+    Every image is different, and the train labels include 0 and 199.
+    """
+    counts = {**MEDIUM_IMAGENET_COUNTS, **(counts or {})}
+    rng = np.random.default_rng(seed)
+    images, labels = {}, {}
+    for split, count in counts.items():
+        images[split] = rng.integers(0, 256, size=(count, 3, size, size), dtype=np.uint8)
+        if split != "test":
+            labels[split] = rng.integers(0, MEDIUM_IMAGENET_CLASSES, size=count).astype(np.int64)
+    if len(labels["train"]) >= 2:
+        labels["train"][0], labels["train"][-1] = 0, MEDIUM_IMAGENET_CLASSES - 1
+    return images, labels
+
+
+def write_medium_imagenet(path: Path, *, size: int = MEDIUM_IMAGENET_SIZE, counts: dict[str, int] | None = None,
+                          channels_last: bool = False, seed: int = 0, omit: tuple[str, ...] = (),
+                          replace: dict[str, np.ndarray] | None = None) -> MediumImageNetFixture:
+    """Write a MediumImageNet HDF5 file: images-{train,val,test} uint8 and labels-{train,val}.
+
+    Images are stored (N, 3, S, S), or (N, S, S, 3) with `channels_last`. `counts` overrides the
+    number of images per split. For broken files: `omit` leaves out datasets by key
+    (e.g. "labels-val"), and `replace` writes the given array under a key instead of the
+    regular one (e.g. a wrong shape or a wrong number of labels). The returned fixture
+    describes the regular data, not the replacements.
+    """
+    import h5py
+
+    images, labels = medium_imagenet_arrays(size, counts, seed)
+    replace = replace or {}
+    datasets = {}
+    for split, array in images.items():
+        datasets[f"images-{split}"] = np.ascontiguousarray(array.transpose(0, 2, 3, 1)) if channels_last else array
+    for split, array in labels.items():
+        datasets[f"labels-{split}"] = array
+    datasets.update(replace)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        for key, array in datasets.items():
+            if key not in omit:
+                f.create_dataset(key, data=array)
+    return MediumImageNetFixture(path, size, channels_last, images, labels)
+
+
+@pytest.fixture
+def medium_imagenet_factory(tmp_path) -> Callable[..., MediumImageNetFixture]:
+    """make(name="medium-imagenet.hdf5", **options): write_medium_imagenet(tmp_path / name, ...).
+
+    `name` may include sub-folders, e.g. "data/medium-imagenet-nmep-96.hdf5".
+    """
+    def make(name: str = "medium-imagenet.hdf5", **options) -> MediumImageNetFixture:
+        return write_medium_imagenet(tmp_path / name, **options)
+    return make
+
+
+@pytest.fixture
+def medium_imagenet(medium_imagenet_factory) -> MediumImageNetFixture:
+    """The default file: channels-first, 40 train / 12 val / 9 test images of 16 px."""
+    return medium_imagenet_factory()
+
+
+@pytest.fixture
+def medium_imagenet_file(medium_imagenet) -> Path:
+    """Path of the default MediumImageNet HDF5 file."""
+    return medium_imagenet.path
+

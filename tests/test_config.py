@@ -1,0 +1,180 @@
+"""The config system: defaults, precedence, BASE inheritance, round trip, and bad input."""
+import pathlib
+import re
+
+import pytest
+import yaml
+
+import config
+from config import get_config
+from utils.errors import UserError
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_without_a_file_are_frozen():
+    cfg = get_config()
+    assert cfg.MODEL.NAME == "lenet" and cfg.DATA.DATASET == "digits"
+    assert cfg.is_frozen()
+
+
+def test_every_default_key_has_a_comment_in_config_py():
+    source = open(config.__file__).read().splitlines()
+    for i, line in enumerate(source):
+        if re.match(r"_C(\.\w+)+ = (?!CN\(\))", line):
+            assert source[i - 1].lstrip().startswith("#"), f"{line} has no comment above it"
+
+
+def test_precedence_defaults_base_file_flags_opts(tmp_path):
+    write(tmp_path / "base.yaml", "TRAIN:\n  LR: 0.5\n  EPOCHS: 7\nDATA:\n  BATCH_SIZE: 16\n")
+    cfg_file = write(tmp_path / "child.yaml", "BASE: [base.yaml]\nTRAIN:\n  LR: 0.25\nDATA:\n  BATCH_SIZE: 32\n")
+    cfg = get_config(cfg_file, ["DATA.BATCH_SIZE", "64", "TRAIN.WARMUP_EPOCHS", "3"])
+    assert cfg.TRAIN.EPOCHS == 7          # from BASE
+    assert cfg.TRAIN.LR == 0.25           # file beats BASE
+    assert cfg.DATA.BATCH_SIZE == 64      # opts beat the file
+    assert cfg.TRAIN.WARMUP_EPOCHS == 3
+    assert cfg.TRAIN.MIN_LR == 1e-5       # untouched default
+
+
+def test_later_opts_win_over_earlier_ones_so_flags_placed_first_lose_to_opts():
+    cfg = get_config(None, ["TAG", "'from-flag'", "TAG", "from-opts"])
+    assert cfg.TAG == "from-opts"
+
+
+def test_base_chain_of_three_levels_and_several_bases(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "grand.yaml", "SEED: 3\nTRAIN:\n  EPOCHS: 2\n")
+    write(tmp_path / "sub" / "parent.yaml", "BASE: [grand.yaml]\nTRAIN:\n  EPOCHS: 4\n")
+    write(tmp_path / "other.yaml", "PRINT_FREQ: 99\n")
+    cfg = get_config(write(tmp_path / "child.yaml", "BASE: [sub/parent.yaml, other.yaml]\n"))
+    assert (cfg.SEED, cfg.TRAIN.EPOCHS, cfg.PRINT_FREQ) == (3, 4, 99)
+
+
+def test_legacy_homework_yaml_loads_unchanged(tmp_path):
+    cfg = get_config(write(tmp_path / "hw.yaml", """
+DATA:
+  BATCH_SIZE: 256
+  DATASET: medium_imagenet
+  DATA_PATH: /data/medium-imagenet/medium-imagenet-nmep-96.hdf5
+  IMG_SIZE: 96
+  INTERPOLATION: bicubic
+  PIN_MEMORY: True
+  NUM_WORKERS: 8
+MODEL:
+  NAME: resnet18
+  NUM_CLASSES: 200
+  DROP_RATE: 0.1
+  RESUME: ''
+TRAIN:
+  START_EPOCH: 0
+  EPOCHS: 30
+  WARMUP_EPOCHS: 5
+  LR: 3e-4
+  MIN_LR: 3e-5
+  WARMUP_LR: 3e-5
+  ACCUMULATION_STEPS: 0
+  LR_SCHEDULER:
+    NAME: cosine
+  OPTIMIZER:
+    NAME: adamw
+    EPS: 1e-8
+    BETAS: (0.9, 0.999)
+    MOMENTUM: 0.9
+AUG:
+  COLOR_JITTER: 0.4
+  RAND_AUGMENT: rand-m9-mstd0.5-inc1
+TEST:
+  CROP: True
+  SEQUENTIAL: False
+  SHUFFLE: False
+OUTPUT: output
+SAVE_FREQ: 1
+PRINT_FREQ: 500
+SEED: 0
+EVAL_MODE: False
+"""))
+    assert cfg.TRAIN.LR == 3e-4 and isinstance(cfg.TRAIN.LR, float)
+    assert cfg.TRAIN.OPTIMIZER.BETAS == (0.9, 0.999)
+    assert cfg.DATA.INTERPOLATION == "bicubic" and cfg.MODEL.NUM_CLASSES == 200
+
+
+def test_resolved_config_round_trips_through_its_dump(tmp_path):
+    cfg = get_config(None, ["TRAIN.LR", "0.02", "TRAIN.OPTIMIZER.BETAS", "(0.8, 0.9)", "TAG", "x"])
+    again = get_config(write(tmp_path / "config.yaml", cfg.dump()))
+    assert again == cfg
+
+
+def test_integers_are_accepted_for_float_keys_and_lists_for_tuples():
+    cfg = get_config(None, ["TRAIN.LR", "1", "TRAIN.OPTIMIZER.BETAS", "[0.5, 0.6]"])
+    assert cfg.TRAIN.LR == 1.0 and isinstance(cfg.TRAIN.LR, float)
+    assert cfg.TRAIN.OPTIMIZER.BETAS == (0.5, 0.6)
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["TRAIN.LRR", "1"], "unknown config key TRAIN.LRR; did you mean TRAIN.LR?"),
+    (["DATA.BATCHSIZE", "1"], "did you mean DATA.BATCH_SIZE?"),
+    (["TRAIN.LR", "abc"], "TRAIN.LR expects a number"),
+    (["TRAIN.EPOCHS", "2.5"], "TRAIN.EPOCHS expects an integer"),
+    (["DATA.PIN_MEMORY", "yes"], "DATA.PIN_MEMORY expects a boolean"),
+    (["TRAIN.OPTIMIZER.BETAS", "0.9"], "TRAIN.OPTIMIZER.BETAS expects a list"),
+    (["TRAIN.LR"], "--opts takes KEY VALUE pairs"),
+    (["TRAIN", "1"], "TRAIN is a section"),
+    (["WANDB.MODE", "sometimes"], "WANDB.MODE must be online, offline or disabled"),
+    (["DEVICE", "gpu"], "DEVICE must be auto, cpu, cuda or cuda:N"),
+])
+def test_bad_opts_raise_one_line_user_errors(opts, message):
+    with pytest.raises(UserError) as error:
+        get_config(None, opts)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_key_in_a_file_names_the_key_and_suggests(tmp_path):
+    with pytest.raises(UserError, match=r"unknown config key TRAIN\.WARMUP_EPOCH; did you mean TRAIN\.WARMUP_EPOCHS\?"):
+        get_config(write(tmp_path / "typo.yaml", "TRAIN:\n  WARMUP_EPOCH: 3\n"))
+
+
+def test_missing_file_and_missing_base_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="config file not found: .*nope.yaml"):
+        get_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(UserError, match="config file not found: .*gone.yaml"):
+        get_config(write(tmp_path / "a.yaml", "BASE: [gone.yaml]\n"))
+
+
+def test_invalid_yaml_and_base_cycles_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match=r"bad.yaml is not valid YAML at line \d+"):
+        get_config(write(tmp_path / "bad.yaml", "TRAIN:\n  LR: [1, 2\n"))
+    write(tmp_path / "loop_b.yaml", "BASE: [loop_a.yaml]\n")
+    with pytest.raises(UserError, match="inherits from itself"):
+        get_config(write(tmp_path / "loop_a.yaml", "BASE: [loop_b.yaml]\n"))
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    payload = write(tmp_path / "evil.yaml", "TAG: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        get_config(payload)
+
+
+def test_strings_that_look_like_code_stay_strings():
+    cfg = get_config(None, ["TAG", "__import__('os').getcwd()"])
+    assert cfg.TAG == "__import__('os').getcwd()"
+
+
+def test_every_config_key_is_read_outside_config_py():
+    root = pathlib.Path(config.__file__).parent
+    code = "\n".join(p.read_text() for p in root.rglob("*.py")
+                     if not {".venv", "tests"} & set(p.parts) and p.name != "config.py")
+    leaves = [key for key in config._all_keys(config._C) if not isinstance(_lookup(key), config.CN)]
+    # BASE is consumed by the config loader itself.
+    unread = [key for key in leaves if key != "BASE" and not re.search(rf"\.{key.split('.')[-1]}\b", code)]
+    assert unread == []
+
+
+def _lookup(key):
+    node = config._C
+    for part in key.split("."):
+        node = node[part]
+    return node

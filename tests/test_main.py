@@ -1,0 +1,197 @@
+"""End to end through main.py: train, checkpoint, resume, evaluate, submit, and refuse bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import main
+from config import get_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["DATA.NUM_WORKERS", "0", "WANDB.MODE", "disabled", "DATA.BATCH_SIZE", "64", "PRINT_FREQ", "5"]
+
+
+def train(tmp_path, *extra_opts, tag="run", flags=(), epochs=2):
+    argv = ["--cfg", os.path.join(REPO, "configs/quickstart.yaml"), "--output", str(tmp_path), "--tag", tag,
+            "--device", "cpu", *flags, "--opts", *FAST, "TRAIN.EPOCHS", str(epochs), *extra_opts]
+    return main.main(argv)
+
+
+def run_dir(tmp_path, tag="run", experiment="lenet_digits"):
+    return tmp_path / experiment / tag
+
+
+def read_metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_writes_every_output_file(tmp_path, capsys):
+    assert train(tmp_path) == 0
+    folder = run_dir(tmp_path)
+    assert {"log.txt", "metrics.jsonl", "config.yaml", "best.pth", "last.pth", "submission.csv"} <= set(
+        os.listdir(folder))
+    out = capsys.readouterr().out
+    assert f"outputs in {folder}" in out
+    log = (folder / "log.txt").read_text()
+    assert "epoch 2/2" in log and "train epoch 1 [" in log  # per-iteration lines go to the file
+
+
+def test_metrics_jsonl_has_one_line_per_epoch_with_the_documented_fields(tmp_path):
+    train(tmp_path, epochs=3)
+    rows = read_metrics(run_dir(tmp_path))
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    for row in rows:
+        assert {"epoch", "lr", "train_loss", "train_acc1", "train_acc5", "val_loss", "val_acc1", "val_acc5",
+                "epoch_time", "images_per_sec", "peak_memory_mb"} <= set(row)
+        assert 0 <= row["val_acc1"] <= row["val_acc5"] <= 100 and row["images_per_sec"] > 0
+
+
+def test_submission_has_a_header_and_one_row_per_test_image_in_order(tmp_path):
+    train(tmp_path, "SUBMISSION.HEADER", "ImageId,Label")
+    with open(run_dir(tmp_path) / "submission.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["ImageId", "Label"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(359))
+    assert all(0 <= int(r[1]) < 10 for r in rows[1:])
+
+
+def test_config_yaml_reproduces_the_run_config(tmp_path):
+    train(tmp_path, "TRAIN.LR", "0.002")
+    written = run_dir(tmp_path) / "config.yaml"
+    original = get_config(os.path.join(REPO, "configs/quickstart.yaml"),
+                          ["TAG", "run", "OUTPUT", str(tmp_path), "DEVICE", "cpu", *FAST, "TRAIN.EPOCHS", "2",
+                           "TRAIN.LR", "0.002"])
+    assert get_config(str(written)) == original
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    assert train(tmp_path / "straight", epochs=4) == 0
+    straight = read_metrics(run_dir(tmp_path / "straight"))
+
+    real_train_one_epoch = main.train_one_epoch
+
+    def interrupt_at_epoch_two(*args, **kwargs):
+        if args[8] == 2:  # the epoch argument
+            raise KeyboardInterrupt
+        return real_train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(main, "train_one_epoch", interrupt_at_epoch_two)
+    assert train(tmp_path / "split", epochs=4) == 130
+    monkeypatch.undo()
+    assert [row["epoch"] for row in read_metrics(run_dir(tmp_path / "split"))] == [0, 1]
+
+    assert train(tmp_path / "split", epochs=4, flags=["--resume", "auto"]) == 0
+    resumed = read_metrics(run_dir(tmp_path / "split"))
+    assert [row["epoch"] for row in resumed] == [0, 1, 2, 3]
+    for a, b in zip(straight, resumed):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        assert a["lr"] == pytest.approx(b["lr"])
+    assert "resumed from" in (run_dir(tmp_path / "split") / "log.txt").read_text()
+
+
+def test_resume_auto_without_a_tag_picks_the_latest_run(tmp_path):
+    argv = ["--cfg", os.path.join(REPO, "configs/quickstart.yaml"), "--output", str(tmp_path), "--device", "cpu"]
+    assert main.main(argv + ["--opts", *FAST, "TRAIN.EPOCHS", "1"]) == 0
+    (first,) = os.listdir(tmp_path / "lenet_digits")
+    assert main.main(argv + ["--resume", "auto", "--opts", *FAST, "TRAIN.EPOCHS", "2"]) == 0
+    assert os.listdir(tmp_path / "lenet_digits") == [first]
+    assert [row["epoch"] for row in read_metrics(tmp_path / "lenet_digits" / first)] == [0, 1]
+
+
+def test_rerunning_a_tag_never_overwrites_its_checkpoints(tmp_path, capsys):
+    train(tmp_path, epochs=1)
+    before = (run_dir(tmp_path) / "last.pth").read_bytes()
+    assert train(tmp_path, epochs=1) == 2
+    assert "already holds checkpoints; continue it with --resume auto" in capsys.readouterr().err
+    assert (run_dir(tmp_path) / "last.pth").read_bytes() == before
+
+
+def test_eval_only_reports_the_checkpoint_accuracy_and_writes_nothing(tmp_path, capsys):
+    train(tmp_path, epochs=3)
+    best = run_dir(tmp_path) / "best.pth"
+    files_before = sorted(os.listdir(run_dir(tmp_path)))
+    capsys.readouterr()
+    assert train(tmp_path, flags=["--eval", "--resume", str(best)]) == 0
+    out = capsys.readouterr().out
+    assert "digits val (359 images)" in out and "acc@1" in out
+    best_val = max(row["val_acc1"] for row in read_metrics(run_dir(tmp_path)))
+    assert f"acc@1 {best_val:.2f}%" in out
+    assert sorted(os.listdir(run_dir(tmp_path))) == files_before
+
+
+def test_resuming_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, capsys):
+    train(tmp_path, epochs=1)
+    last = str(run_dir(tmp_path) / "last.pth")
+    assert train(tmp_path, "MODEL.NAME", "resnet18", tag="other", flags=["--resume", last]) == 2
+    assert "does not fit this model" in capsys.readouterr().err
+    assert not (tmp_path / "resnet18_digits").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cfg", "configs/missing.yaml"], "error: config file not found: configs/missing.yaml"),
+    (["--opts", "TRAIN.LRR", "1"], "error: unknown config key TRAIN.LRR; did you mean TRAIN.LR?"),
+    (["--opts", "TRAIN.EPOCHS", "ten"], "error: TRAIN.EPOCHS expects an integer"),
+    (["--opts", "MODEL.NAME", "resnet"], "error: unknown MODEL.NAME 'resnet'; choose one of: alexnet, lenet"),
+    (["--opts", "DATA.DATASET", "mnist"], "error: unknown DATA.DATASET 'mnist'; choose one of: digits, cifar10"),
+    (["--opts", "TRAIN.OPTIMIZER.NAME", "lamb"], "error: unknown TRAIN.OPTIMIZER.NAME 'lamb'; choose one of: sgd"),
+    (["--opts", "TRAIN.LR_SCHEDULER.NAME", "poly"], "error: unknown TRAIN.LR_SCHEDULER.NAME 'poly'; choose one"),
+    (["--resume", "nowhere.pth"], "error: checkpoint not found: nowhere.pth"),
+    (["--eval"], "error: --eval needs a checkpoint"),
+    (["--data-path", "nowhere", "--opts", "DATA.DATASET", "cifar10"], "error: cifar10 not found or corrupt at "),
+    (["--data-path", "nowhere.hdf5", "--opts", "DATA.DATASET", "medium_imagenet"],
+     "error: MediumImageNet file not found: nowhere.hdf5"),
+    (["--opts", "TRAIN.LR", "0.1", "--tag", "x"], "error: --tag comes after --opts"),
+])
+def test_bad_input_is_one_stderr_line_and_exit_code_2(tmp_path, capsys, argv, message, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main.main(["--output", str(tmp_path)] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+    assert not any(os.scandir(tmp_path))  # nothing written for a run that never started
+
+
+def test_bad_input_exit_code_from_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "main.py", "--output", str(tmp_path), "--opts", "DATA.IMG_SIZ", "32"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == "error: unknown config key DATA.IMG_SIZ; did you mean DATA.IMG_SIZE?\n"
+
+
+def test_resnet18_medium_imagenet_config_trains_on_an_hdf5_file_and_submits_every_test_image(
+        tmp_path, medium_imagenet_file, medium_imagenet):
+    argv = ["--cfg", os.path.join(REPO, "configs/resnet18_medium_imagenet.yaml"), "--data-path",
+            str(medium_imagenet_file), "--output", str(tmp_path / "out"), "--tag", "run", "--device", "cpu",
+            "--opts", "TRAIN.EPOCHS", "1", "DATA.NUM_WORKERS", "0", "WANDB.MODE", "disabled"]
+    assert main.main(argv) == 0
+    folder = tmp_path / "out" / "resnet18_medium_imagenet" / "run"
+    lines = (folder / "submission.csv").read_text().splitlines()
+    num_test = len(medium_imagenet.images["test"])
+    assert lines[0] == "Id,Category" and len(lines) == 1 + num_test
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(num_test))
+    assert all(0 <= int(line.split(",")[1]) < 200 for line in lines[1:])
+    (row,) = read_metrics(folder)
+    assert row["epoch"] == 0
+
+
+def test_lenet_cifar10_config_trains_on_the_pickled_batches(tmp_path, cifar10_root):
+    argv = ["--cfg", os.path.join(REPO, "configs/lenet_cifar10.yaml"), "--data-path", str(cifar10_root),
+            "--output", str(tmp_path / "out"), "--tag", "run", "--device", "cpu",
+            "--opts", "TRAIN.EPOCHS", "2", "DATA.NUM_WORKERS", "0", "WANDB.MODE", "disabled", "DATA.BATCH_SIZE", "8"]
+    assert main.main(argv) == 0
+    folder = tmp_path / "out" / "lenet_cifar10" / "run"
+    assert [row["epoch"] for row in read_metrics(folder)] == [0, 1]
+    assert len((folder / "submission.csv").read_text().splitlines()) == 1 + 10
+
+
+def test_cifar100_trains_with_a_100_way_head(tmp_path, cifar100_root):
+    argv = ["--cfg", os.path.join(REPO, "configs/lenet_cifar10.yaml"), "--data-path", str(cifar100_root),
+            "--output", str(tmp_path / "out"), "--tag", "run", "--device", "cpu",
+            "--opts", "DATA.DATASET", "cifar100", "TRAIN.EPOCHS", "1", "DATA.NUM_WORKERS", "0",
+            "WANDB.MODE", "disabled", "DATA.BATCH_SIZE", "8"]
+    assert main.main(argv) == 0
+    folder = tmp_path / "out" / "lenet_cifar100" / "run"
+    assert len(read_metrics(folder)) == 1
+    assert all(0 <= int(line.split(",")[1]) < 100 for line in (folder / "submission.csv").read_text().splitlines()[1:])

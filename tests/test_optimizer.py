@@ -1,0 +1,104 @@
+"""Optimizers, parameter groups and the per-step learning-rate schedules."""
+import math
+
+import pytest
+import torch
+
+from config import get_config
+from models import create_model
+from optimizer import build_optimizer, build_scheduler
+from utils.errors import UserError
+from utils.lr_scheduler import CosineSchedule
+
+
+def build(opts):
+    cfg = get_config(None, opts)
+    model = create_model("lenet", num_classes=10)
+    return cfg, model, build_optimizer(cfg, model)
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                       ("adamw", torch.optim.AdamW), ("rmsprop", torch.optim.RMSprop),
+                                       ("radam", torch.optim.RAdam)])
+def test_each_optimizer_name_builds_its_class(name, cls):
+    assert isinstance(build(["TRAIN.OPTIMIZER.NAME", name])[2], cls)
+
+
+def test_sgd_takes_momentum_and_nesterov_and_adam_takes_betas_and_eps():
+    sgd = build(["TRAIN.OPTIMIZER.NAME", "sgd", "TRAIN.OPTIMIZER.MOMENTUM", "0.8"])[2]
+    assert sgd.defaults["momentum"] == 0.8 and sgd.defaults["nesterov"] is True
+    adamw = build(["TRAIN.OPTIMIZER.BETAS", "(0.8, 0.95)", "TRAIN.OPTIMIZER.EPS", "1e-6"])[2]
+    assert adamw.defaults["betas"] == (0.8, 0.95) and adamw.defaults["eps"] == 1e-6
+
+
+def test_norms_and_biases_get_no_weight_decay_by_default():
+    _, model, opt = build(["TRAIN.WEIGHT_DECAY", "0.05"])
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    (only,) = build(["TRAIN.DECAY_NORM_AND_BIAS", "True"])[2].param_groups
+    assert only["weight_decay"] == 0.05
+
+
+def test_cosine_with_warmup_rises_linearly_then_decays_to_min_lr():
+    cfg, _, opt = build(["TRAIN.LR", "0.1", "TRAIN.WARMUP_LR", "0.001", "TRAIN.MIN_LR", "0.0001",
+                         "TRAIN.WARMUP_EPOCHS", "2", "TRAIN.EPOCHS", "10"])
+    scheduler = build_scheduler(cfg, opt, steps_per_epoch=5)
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.001)
+    assert lrs[5] == pytest.approx(0.001 + (0.1 - 0.001) * 5 / 10)   # smooth within the warmup
+    assert lrs[10] == pytest.approx(0.1)
+    assert lrs[30] == pytest.approx(0.0001 + 0.5 * (0.1 - 0.0001) * (1 + math.cos(math.pi * 20 / 40)))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0001)
+    assert opt.param_groups[1]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_step_and_constant_schedules():
+    cfg, _, opt = build(["TRAIN.LR", "1.0", "TRAIN.LR_SCHEDULER.NAME", "step",
+                         "TRAIN.LR_SCHEDULER.DECAY_EPOCHS", "2", "TRAIN.LR_SCHEDULER.DECAY_RATE", "0.5"])
+    scheduler = build_scheduler(cfg, opt, steps_per_epoch=3)
+    lrs = []
+    for _ in range(13):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert lrs[0] == lrs[5] == 1.0 and lrs[6] == 0.5 and lrs[12] == 0.25
+    cfg, _, opt = build(["TRAIN.LR_SCHEDULER.NAME", "constant", "TRAIN.LR", "0.3"])
+    scheduler = build_scheduler(cfg, opt, steps_per_epoch=3)
+    for _ in range(7):
+        opt.step()
+        scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.3)
+
+
+def test_scheduler_state_round_trips():
+    cfg, _, opt = build(["TRAIN.WARMUP_EPOCHS", "1"])
+    scheduler = build_scheduler(cfg, opt, steps_per_epoch=4)
+    for _ in range(6):
+        opt.step()
+        scheduler.step()
+    cfg2, _, opt2 = build(["TRAIN.WARMUP_EPOCHS", "1"])
+    restored = build_scheduler(cfg2, opt2, steps_per_epoch=4)
+    opt2.load_state_dict(opt.state_dict())
+    restored.load_state_dict(scheduler.state_dict())
+    opt.step(), scheduler.step(), opt2.step(), restored.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+
+
+def test_cosine_schedule_ends_at_min_lr_and_stays_there():
+    schedule = CosineSchedule(base_lr=1.0, warmup_lr=0.0, warmup_steps=0, min_lr=0.1, total_steps=10)
+    assert schedule(0) == 1.0 and schedule(10) == pytest.approx(0.1) and schedule(15) == pytest.approx(0.1)
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(UserError, match="unknown TRAIN.OPTIMIZER.NAME 'adamx'; choose one of: sgd, adam, adamw"):
+        build(["TRAIN.OPTIMIZER.NAME", "adamx"])
+    cfg, _, opt = build(["TRAIN.LR_SCHEDULER.NAME", "poly"])
+    with pytest.raises(UserError, match="unknown TRAIN.LR_SCHEDULER.NAME 'poly'; choose one of: cosine, step, constant"):
+        build_scheduler(cfg, opt, steps_per_epoch=1)

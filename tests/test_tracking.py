@@ -1,0 +1,46 @@
+"""W&B logging: an offline run writes its files; a missing wandb never stops training."""
+import glob
+import os
+import sys
+
+import main
+from utils.tracking import MetricsFile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def quick_run(tmp_path, mode):
+    return main.main(["--cfg", os.path.join(REPO, "configs/quickstart.yaml"), "--output", str(tmp_path),
+                      "--tag", "run", "--device", "cpu", "--opts", "DATA.NUM_WORKERS", "0", "TRAIN.EPOCHS", "1",
+                      "WANDB.MODE", mode])
+
+
+def test_offline_wandb_run_writes_its_files_and_says_how_to_sync(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert quick_run(tmp_path, "offline") == 0
+    run_dir = tmp_path / "lenet_digits" / "run"
+    (offline_dir,) = glob.glob(str(run_dir / "wandb" / "offline-run-*"))
+    assert glob.glob(os.path.join(offline_dir, "run-*.wandb"))
+    assert f"wandb sync {offline_dir}" in capsys.readouterr().out
+
+
+def test_training_goes_on_when_wandb_is_not_installed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` raise ImportError
+    assert quick_run(tmp_path, "offline") == 0
+    assert "W&B: wandb is not installed" in capsys.readouterr().out
+    assert (tmp_path / "lenet_digits" / "run" / "submission.csv").exists()
+
+
+def test_disabled_mode_does_not_import_wandb(tmp_path, monkeypatch):
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    assert quick_run(tmp_path, "disabled") == 0
+    assert "wandb" not in sys.modules
+    assert not (tmp_path / "lenet_digits" / "run" / "wandb").exists()
+
+
+def test_metrics_file_appends_one_json_object_per_call(tmp_path):
+    metrics = MetricsFile(str(tmp_path))
+    metrics.log({"epoch": 0, "val_acc1": 50.0})
+    metrics.log({"epoch": 1, "val_acc1": 60.0})
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 0, "val_acc1": 50.0}\n{"epoch": 1, "val_acc1": 60.0}\n'

@@ -1,0 +1,61 @@
+"""Where a run's files go, and which checkpoint `--resume auto` continues from."""
+from __future__ import annotations
+
+import os
+import time
+
+from utils.errors import UserError
+
+LAST_CHECKPOINT = "last.pth"
+BEST_CHECKPOINT = "best.pth"
+
+
+def experiment_dir(output: str, model_name: str, dataset: str) -> str:
+    """OUTPUT/<model>_<dataset>: the parent of every run of one model on one data set."""
+    return os.path.join(output, f"{model_name}_{dataset}")
+
+
+def latest_run_with_checkpoint(parent: str) -> str | None:
+    """The most recently written run folder under `parent` that holds a last.pth."""
+    if not os.path.isdir(parent):
+        return None
+    candidates = [os.path.join(parent, name) for name in os.listdir(parent)
+                  if os.path.isfile(os.path.join(parent, name, LAST_CHECKPOINT))]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda run: os.path.getmtime(os.path.join(run, LAST_CHECKPOINT)))
+
+
+def plan_run_dir(parent: str, tag: str, resume: str) -> tuple[str, str]:
+    """Choose the run folder (without creating it) and return (run_dir, checkpoint to resume or "").
+
+    - resume "auto": continue the run named by `tag`, or without a tag the newest run that has a
+      checkpoint; a run with no checkpoint yet starts from scratch in that folder.
+    - resume PATH: a new run folder (or the `tag` one) that starts from PATH.
+    - otherwise a new folder; an existing `tag` folder that already holds checkpoints is refused,
+      so that re-running never overwrites a previous run.
+    """
+    if resume == "auto":
+        run_dir = os.path.join(parent, tag) if tag else latest_run_with_checkpoint(parent)
+        if run_dir is None:
+            run_dir = _new_timestamped_dir(parent)
+        last = os.path.join(run_dir, LAST_CHECKPOINT)
+        return run_dir, last if os.path.isfile(last) else ""
+    if tag:
+        run_dir = os.path.join(parent, tag)
+        if any(os.path.isfile(os.path.join(run_dir, name)) for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)):
+            raise UserError(f"run folder {run_dir} already holds checkpoints; continue it with --resume auto "
+                            f"or start another with a different --tag")
+    else:
+        run_dir = _new_timestamped_dir(parent)
+    return run_dir, resume
+
+
+def _new_timestamped_dir(parent: str) -> str:
+    """parent/YYYYmmdd-HHMMSS, with a -2, -3 ... suffix if that name is taken."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, suffix = os.path.join(parent, stamp), 1
+    while os.path.exists(run_dir):
+        suffix += 1
+        run_dir = os.path.join(parent, f"{stamp}-{suffix}")
+    return run_dir

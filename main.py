@@ -13,6 +13,7 @@ import random
 import resource
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -253,15 +254,19 @@ def train(cfg, device: torch.device) -> str:
         logger.info("resumed from %s: continuing at epoch %d (best val acc@1 so far %.2f%%)",
                     resume_path, start_epoch, best_acc1)
     elif start_epoch > 0:
-        # Put the LR schedule where START_EPOCH would have it.
-        for _ in range(start_epoch * steps_per_epoch):
-            scheduler.step()
+        # Put the LR schedule where START_EPOCH would have it; stepping it without optimizer
+        # updates is the point here, so torch's warning about that order does not apply.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start_epoch * steps_per_epoch):
+                scheduler.step()
 
     num_params = sum(p.numel() for p in model.parameters())
     logger.info("%s: %.2fM parameters | %s: %d train, %d val, %d test images | %d epochs of %d steps on %s",
                 cfg.MODEL.NAME, num_params / 1e6, cfg.DATA.DATASET, len(loaders.train_dataset),
                 len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS, steps_per_epoch, device)
     metrics_file = MetricsFile(run_dir)
+    metrics_file.drop_epochs_from(start_epoch)
     wandb_run = WandbRun(cfg.WANDB.MODE, cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
                          name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
                          config=_config_as_dict(cfg), resume_id=wandb_id)

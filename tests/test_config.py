@@ -178,3 +178,12 @@ def _lookup(key):
     for part in key.split("."):
         node = node[part]
     return node
+
+
+@pytest.mark.parametrize("path", sorted(pathlib.Path(config.__file__).parent.glob("configs/*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_builds_its_model(path):
+    from models import build_model
+    cfg = get_config(str(path))
+    model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 0

@@ -195,3 +195,32 @@ def test_cifar100_trains_with_a_100_way_head(tmp_path, cifar100_root):
     folder = tmp_path / "out" / "lenet_cifar100" / "run"
     assert len(read_metrics(folder)) == 1
     assert all(0 <= int(line.split(",")[1]) < 100 for line in (folder / "submission.csv").read_text().splitlines()[1:])
+
+
+def test_gradient_accumulation_takes_one_optimizer_step_per_group_of_batches(tmp_path):
+    assert train(tmp_path, "TRAIN.ACCUMULATION_STEPS", "2", epochs=1) == 0
+    # 1438 digits in batches of 64 (last ragged one dropped): 22 batches, so 11 updates.
+    assert "1 epochs of 11 steps on cpu" in (run_dir(tmp_path) / "log.txt").read_text()
+
+
+def test_start_epoch_begins_the_loop_and_the_lr_schedule_there(tmp_path):
+    train(tmp_path / "full", "TRAIN.LR_SCHEDULER.NAME", "step", "TRAIN.LR_SCHEDULER.DECAY_EPOCHS", "1", epochs=3)
+    train(tmp_path / "late", "TRAIN.LR_SCHEDULER.NAME", "step", "TRAIN.LR_SCHEDULER.DECAY_EPOCHS", "1",
+          "TRAIN.START_EPOCH", "1", epochs=3)
+    full, late = read_metrics(run_dir(tmp_path / "full")), read_metrics(run_dir(tmp_path / "late"))
+    assert [row["epoch"] for row in late] == [1, 2]
+    assert [row["lr"] for row in late] == pytest.approx([row["lr"] for row in full[1:]])
+
+
+def test_clip_grad_clips_every_update(tmp_path, monkeypatch):
+    calls = []
+    real_clip = main.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(main.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm: calls.append(max_norm) or real_clip(params, max_norm))
+    assert train(tmp_path, "TRAIN.CLIP_GRAD", "0.5", epochs=1) == 0
+    assert calls == [0.5] * 22
+
+
+def test_timm_rand_augment_fields_without_a_torchvision_equivalent_are_reported(tmp_path, capsys):
+    assert train(tmp_path, "AUG.RAND_AUGMENT", "rand-m9-mstd0.5-inc1", epochs=1) == 0
+    assert "AUG.RAND_AUGMENT: mstd0.5-inc1 not supported by torchvision's RandAugment" in capsys.readouterr().out

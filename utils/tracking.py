@@ -19,6 +19,17 @@ class MetricsFile:
     def __init__(self, run_dir: str):
         self.path = os.path.join(run_dir, "metrics.jsonl")
 
+    def drop_epochs_from(self, epoch: int) -> None:
+        """Forget lines of epochs >= `epoch`: a resumed run logs them again from its checkpoint."""
+        if not os.path.isfile(self.path):
+            return
+        with open(self.path, encoding="utf-8") as f:
+            kept = [line for line in f if line.strip() and json.loads(line).get("epoch", -1) < epoch]
+        tmp_path = f"{self.path}.tmp-{os.getpid()}"
+        with open(tmp_path, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(tmp_path, self.path)
+
     def log(self, metrics: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")

@@ -96,7 +96,7 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     seen, start = 0, time.perf_counter()
     num_batches = len(loader)
-    progress = tqdm(loader, desc=f"train {epoch}", leave=False, dynamic_ncols=True, disable=None)
+    progress = tqdm(loader, desc=f"train {epoch + 1}", leave=False, dynamic_ncols=True, disable=None)
     optimizer.zero_grad(set_to_none=True)
     for i, (images, targets) in enumerate(progress):
         images = normalize(images.to(device, non_blocking=True))
@@ -126,7 +126,7 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
             stats = dict(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct1.item() / seen:.2f}",
                          lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
             progress.set_postfix(stats)
-            logger.debug("train epoch %d [%d/%d] %s", epoch, i + 1, num_batches,
+            logger.debug("train epoch %d [%d/%d] %s", epoch + 1, i + 1, num_batches,
                          " ".join(f"{k} {v}" for k, v in stats.items()))
     elapsed = time.perf_counter() - start
     return {"train_loss": loss_sum.item() / max(1, seen), "train_acc1": 100 * correct1.item() / max(1, seen),
@@ -251,8 +251,8 @@ def train(cfg, device: torch.device) -> str:
             restore_rng_state(checkpoint["rng"])
         start_epoch, best_acc1 = checkpoint["epoch"] + 1, checkpoint["best_acc1"]
         wandb_id = checkpoint.get("wandb_id")
-        logger.info("resumed from %s: continuing at epoch %d (best val acc@1 so far %.2f%%)",
-                    resume_path, start_epoch, best_acc1)
+        logger.info("resumed from %s: continuing with epoch %d (best val acc@1 so far %.2f%%)",
+                    resume_path, start_epoch + 1, best_acc1)
     elif start_epoch > 0:
         # Put the LR schedule where START_EPOCH would have it; stepping it without optimizer
         # updates is the point here, so torch's warning about that order does not apply.

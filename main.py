@@ -10,11 +10,9 @@ import argparse
 import math
 import os
 import random
-import resource
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -27,18 +25,24 @@ from data.normalize import Normalize
 from models import build_model
 from optimizer import build_optimizer, build_scheduler, check_scheduler_name
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from utils.device import DeviceSetup, peak_memory_mb, resolve_device
 from utils.errors import UserError
 from utils.logger import create_logger
-from utils.metrics import AverageMeter, topk_correct
+from utils.metrics import ClassificationMeter
 from utils.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint, plan_run_dir
 from utils.submission import write_submission
 from utils.tracking import MetricsFile, WandbRun
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad flag ends like every other user error: one line, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see python main.py --help\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train an image classifier from a YAML config.")
+    parser = _OneLineErrorParser(description="Train an image classifier from a YAML config.")
     parser.add_argument("--cfg", help="YAML config file (defaults only when omitted)")
     parser.add_argument("--batch-size", type=int, help="DATA.BATCH_SIZE")
     parser.add_argument("--data-path", help="DATA.DATA_PATH")
@@ -67,41 +71,25 @@ def config_from_args(args: argparse.Namespace):
     return get_config(args.cfg, opts + list(args.opts))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"DEVICE is {name} but CUDA is not available here; use --device cpu")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated this epoch on CUDA; peak resident memory of the process on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, scaler, device, epoch,
-                    autocast, accumulation_steps, clip_grad, print_freq, logger) -> dict:
+def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, scaler, setup: DeviceSetup,
+                    epoch: int, accumulation_steps: int, clip_grad: float, print_freq: int, logger) -> dict:
+    """One pass over `loader`, an optimizer update every `accumulation_steps` batches."""
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct1 = torch.zeros((), device=device, dtype=torch.long)
-    correct5 = torch.zeros((), device=device, dtype=torch.long)
-    seen, start = 0, time.perf_counter()
+    meter = ClassificationMeter(setup.device)
+    start = time.perf_counter()
     num_batches = len(loader)
     progress = tqdm(loader, desc=f"train {epoch + 1}", leave=False, dynamic_ncols=True, disable=None)
     optimizer.zero_grad(set_to_none=True)
     for i, (images, targets) in enumerate(progress):
-        images = normalize(images.to(device, non_blocking=True))
-        targets = targets.to(device, non_blocking=True)
-        with autocast():
+        images = normalize(images.to(setup.device, non_blocking=True))
+        targets = targets.to(setup.device, non_blocking=True)
+        with setup.autocast():
             logits = model(images)
             loss = criterion(logits, targets)
         scaler.scale(loss / accumulation_steps).backward()
@@ -113,57 +101,43 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
-        batch = targets.shape[0]
-        seen += batch
-        loss_sum += loss.detach() * batch
-        top1, top5 = topk_correct(logits.detach(), targets)
-        correct1 += top1
-        correct5 += top5
+        meter.update(loss, logits, targets)
         if (i + 1) % print_freq == 0 or i + 1 == num_batches:
-            # One host-device sync per print, not per step.
-            lr = optimizer.param_groups[0]["lr"]
-            rate = seen / (time.perf_counter() - start)
-            stats = dict(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct1.item() / seen:.2f}",
-                         lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+            summary = meter.summary()  # the only host-device sync, once per print
+            stats = dict(loss=f"{summary['loss']:.4f}", acc=f"{summary['acc1']:.2f}",
+                         lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                         img_s=f"{meter.count / (time.perf_counter() - start):.0f}")
             progress.set_postfix(stats)
             logger.debug("train epoch %d [%d/%d] %s", epoch + 1, i + 1, num_batches,
                          " ".join(f"{k} {v}" for k, v in stats.items()))
     elapsed = time.perf_counter() - start
-    return {"train_loss": loss_sum.item() / max(1, seen), "train_acc1": 100 * correct1.item() / max(1, seen),
-            "train_acc5": 100 * correct5.item() / max(1, seen), "epoch_time": elapsed,
-            "images_per_sec": seen / elapsed}
+    summary = meter.summary()
+    return {"train_loss": summary["loss"], "train_acc1": summary["acc1"], "train_acc5": summary["acc5"],
+            "epoch_time": elapsed, "images_per_sec": meter.count / elapsed}
 
 
 @torch.no_grad()
-def evaluate(model, normalize, loader, criterion, device, autocast) -> dict:
-    """Loss and top-1/top-5 accuracy (in %) over a labelled loader."""
+def evaluate(model, normalize, loader, criterion, setup: DeviceSetup) -> dict:
+    """{"loss", "acc1", "acc5"} (accuracies in %) over a labelled loader."""
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct1 = torch.zeros((), device=device, dtype=torch.long)
-    correct5 = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    meter = ClassificationMeter(setup.device)
     for images, targets in tqdm(loader, desc="val", leave=False, dynamic_ncols=True, disable=None):
-        images = normalize(images.to(device, non_blocking=True))
-        targets = targets.to(device, non_blocking=True)
-        with autocast():
+        images = normalize(images.to(setup.device, non_blocking=True))
+        targets = targets.to(setup.device, non_blocking=True)
+        with setup.autocast():
             logits = model(images)
-        loss_sum += criterion(logits.float(), targets) * targets.shape[0]
-        top1, top5 = topk_correct(logits, targets)
-        correct1 += top1
-        correct5 += top5
-        seen += targets.shape[0]
-    return {"loss": loss_sum.item() / max(1, seen), "acc1": 100 * correct1.item() / max(1, seen),
-            "acc5": 100 * correct5.item() / max(1, seen)}
+        meter.update(criterion(logits.float(), targets), logits, targets)
+    return meter.summary()
 
 
 @torch.no_grad()
-def predict(model, normalize, loader, device, autocast) -> list[int]:
+def predict(model, normalize, loader, setup: DeviceSetup) -> list[int]:
     """The predicted class of every image of `loader`, in loader order."""
     model.eval()
     predictions = []
     for images, _ in tqdm(loader, desc="test", leave=False, dynamic_ncols=True, disable=None):
-        with autocast():
-            logits = model(normalize(images.to(device, non_blocking=True)))
+        with setup.autocast():
+            logits = model(normalize(images.to(setup.device, non_blocking=True)))
         predictions.append(logits.argmax(dim=1).cpu())
     return torch.cat(predictions).tolist() if predictions else []
 
@@ -190,12 +164,13 @@ def run_eval_only(cfg, device: torch.device) -> None:
     if not path:
         raise UserError("--eval needs a checkpoint: pass --resume PATH (or --resume auto)")
     model = build_model(cfg)
-    checkpoint = load_checkpoint(path)
-    load_model_weights(model, checkpoint["model"], path)
+    load_model_weights(model, load_checkpoint(path)["model"], path)
     loaders = build_loader(cfg)
-    model.to(device)
-    normalize = Normalize(loaders.mean, loaders.std).to(device)
-    metrics = evaluate(model, normalize, loaders.val_loader, nn.CrossEntropyLoss(), device, nullcontext)
+    setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, compile=False,
+                               cudnn_benchmark=cfg.TRAIN.CUDNN_BENCHMARK)
+    forward_model = setup.place(model)
+    normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
+    metrics = evaluate(forward_model, normalize, loaders.val_loader, nn.CrossEntropyLoss(), setup)
     logger.info("%s on %s val (%d images): loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
                 len(loaders.val_dataset), metrics["loss"], metrics["acc1"], metrics["acc5"])
 
@@ -204,38 +179,31 @@ def train(cfg, device: torch.device) -> str:
     """The full run; returns its folder."""
     logger = create_logger(None)
     seed_everything(cfg.SEED)
-    # Build what can fail on a typo before anything is written to disk.
+    # Build everything that can fail on a typo before anything is written to disk.
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model)
     check_scheduler_name(cfg)
     loaders = build_loader(cfg)
-
     run_dir, resume_path = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET),
                                         cfg.TAG, cfg.MODEL.RESUME)
     checkpoint = load_checkpoint(resume_path) if resume_path else None
     if checkpoint is not None:
         load_model_weights(model, checkpoint["model"], resume_path)
+
     os.makedirs(run_dir, exist_ok=True)
     logger = create_logger(run_dir)
     with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
         f.write(cfg.dump())
     logger.info("run folder: %s", run_dir)
 
-    on_cuda = device.type == "cuda"
-    if on_cuda:
-        torch.backends.cudnn.benchmark = cfg.TRAIN.CUDNN_BENCHMARK
-    else:
+    setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE,
+                               cfg.TRAIN.CUDNN_BENCHMARK)
+    if device.type != "cuda":
         logger.info("running on %s: TRAIN.MIXED_PRECISION, CHANNELS_LAST, COMPILE and CUDNN_BENCHMARK "
                     "apply on CUDA only, so this run is plain fp32", device)
-    channels_last = on_cuda and cfg.TRAIN.CHANNELS_LAST
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    # The optimizer was built on CPU tensors; moving the model moved those same parameters.
-    normalize = Normalize(loaders.mean, loaders.std, channels_last).to(device)
-    amp_dtype = AMP_DTYPES.get(cfg.TRAIN.MIXED_PRECISION) if on_cuda else None
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    forward_model = torch.compile(model) if on_cuda and cfg.TRAIN.COMPILE else model
-
+    forward_model = setup.place(model)
+    normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
+    scaler = setup.grad_scaler()
     accumulation_steps = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
     steps_per_epoch = math.ceil(len(loaders.train_loader) / accumulation_steps)
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
@@ -245,12 +213,9 @@ def train(cfg, device: torch.device) -> str:
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        if "scaler" in checkpoint:
-            scaler.load_state_dict(checkpoint["scaler"])
-        if "rng" in checkpoint:
-            restore_rng_state(checkpoint["rng"])
-        start_epoch, best_acc1 = checkpoint["epoch"] + 1, checkpoint["best_acc1"]
-        wandb_id = checkpoint.get("wandb_id")
+        scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng_state(checkpoint["rng"])
+        start_epoch, best_acc1, wandb_id = checkpoint["epoch"] + 1, checkpoint["best_acc1"], checkpoint["wandb_id"]
         logger.info("resumed from %s: continuing with epoch %d (best val acc@1 so far %.2f%%)",
                     resume_path, start_epoch + 1, best_acc1)
     elif start_epoch > 0:
@@ -261,10 +226,10 @@ def train(cfg, device: torch.device) -> str:
             for _ in range(start_epoch * steps_per_epoch):
                 scheduler.step()
 
-    num_params = sum(p.numel() for p in model.parameters())
     logger.info("%s: %.2fM parameters | %s: %d train, %d val, %d test images | %d epochs of %d steps on %s",
-                cfg.MODEL.NAME, num_params / 1e6, cfg.DATA.DATASET, len(loaders.train_dataset),
-                len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS, steps_per_epoch, device)
+                cfg.MODEL.NAME, sum(p.numel() for p in model.parameters()) / 1e6, cfg.DATA.DATASET,
+                len(loaders.train_dataset), len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS,
+                steps_per_epoch, device)
     metrics_file = MetricsFile(run_dir)
     metrics_file.drop_epochs_from(start_epoch)
     wandb_run = WandbRun(cfg.WANDB.MODE, cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
@@ -280,13 +245,13 @@ def train(cfg, device: torch.device) -> str:
     try:
         for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):
             loaders.train_loader.sampler.set_epoch(epoch)
-            if on_cuda:
+            if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             lr = optimizer.param_groups[0]["lr"]
             train_stats = train_one_epoch(forward_model, normalize, loaders.train_loader, criterion, optimizer,
-                                          scheduler, scaler, device, epoch, autocast, accumulation_steps,
+                                          scheduler, scaler, setup, epoch, accumulation_steps,
                                           cfg.TRAIN.CLIP_GRAD, cfg.PRINT_FREQ, logger)
-            val_stats = evaluate(forward_model, normalize, loaders.val_loader, criterion, device, autocast)
+            val_stats = evaluate(forward_model, normalize, loaders.val_loader, criterion, setup)
             is_best = val_stats["acc1"] > best_acc1
             best_acc1 = max(best_acc1, val_stats["acc1"])
             metrics = {"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
@@ -311,9 +276,8 @@ def train(cfg, device: torch.device) -> str:
     best_path = os.path.join(run_dir, BEST_CHECKPOINT)
     if os.path.isfile(best_path):
         load_model_weights(model, load_checkpoint(best_path)["model"], best_path)
-    predictions = predict(forward_model, normalize, loaders.test_loader, device, autocast)
-    submission_path = os.path.join(run_dir, "submission.csv")
-    write_submission(submission_path, predictions, cfg.SUBMISSION.HEADER)
+    predictions = predict(forward_model, normalize, loaders.test_loader, setup)
+    write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
     wandb_run.finish()
     logger.info("best val acc@1 %.2f%%; %d test predictions written with the best checkpoint", best_acc1,
                 len(predictions))

@@ -16,8 +16,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def state(epoch):
-    return {"model": {"w": torch.full((3,), float(epoch))}, "optimizer": {}, "scheduler": {}, "epoch": epoch,
-            "best_acc1": 50.0, "config": "SEED: 0\n", "rng": capture_rng_state()}
+    return {"model": {"w": torch.full((3,), float(epoch))}, "optimizer": {}, "scheduler": {}, "scaler": {},
+            "epoch": epoch, "best_acc1": 50.0, "config": "SEED: 0\n", "rng": capture_rng_state(), "wandb_id": None}
 
 
 def test_round_trip_and_no_temporary_files_left(tmp_path):

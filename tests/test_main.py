@@ -224,3 +224,11 @@ def test_clip_grad_clips_every_update(tmp_path, monkeypatch):
 def test_timm_rand_augment_fields_without_a_torchvision_equivalent_are_reported(tmp_path, capsys):
     assert train(tmp_path, "AUG.RAND_AUGMENT", "rand-m9-mstd0.5-inc1", epochs=1) == 0
     assert "AUG.RAND_AUGMENT: mstd0.5-inc1 not supported by torchvision's RandAugment" in capsys.readouterr().out
+
+
+def test_a_malformed_flag_is_one_line_and_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main.main(["--batch-size", "many"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: argument --batch-size: invalid int value: 'many'; see python main.py --help\n"

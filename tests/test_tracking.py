@@ -53,3 +53,13 @@ def test_resuming_drops_metric_lines_logged_after_the_checkpoint(tmp_path):
     metrics.drop_epochs_from(2)
     metrics.log({"epoch": 2})
     assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 0}\n{"epoch": 1}\n{"epoch": 2}\n'
+
+
+def test_online_mode_without_a_login_falls_back_to_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc, so no stored login
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / ".config" / "wandb"))
+    assert quick_run(tmp_path, "online") == 0
+    out = capsys.readouterr().out
+    assert "W&B: could not start in online mode" in out and "W&B: logging offline; sync later with: wandb sync" in out
+    assert glob.glob(str(tmp_path / "lenet_digits" / "run" / "wandb" / "offline-run-*" / "run-*.wandb"))

@@ -14,7 +14,7 @@ import torch
 
 from utils.errors import UserError
 
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "best_acc1", "config")
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_acc1", "config", "rng", "wandb_id")
 
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:

@@ -62,7 +62,7 @@ class WandbRun:
                                       settings=wandb.Settings(init_timeout=60, console="off", silent=True))
                 break
             except Exception as e:  # network, auth, or service start-up failure: train anyway
-                logger.warning("W&B: could not start a %s run (%s)", attempt_mode, str(e).splitlines()[0][:200])
+                logger.warning("W&B: could not start in %s mode (%s)", attempt_mode, str(e).splitlines()[0][:200])
         if self.run is None:
             return
         if attempt_mode == "offline":

@@ -1,0 +1,64 @@
+"""The training device and the CUDA-only speed switches: mixed precision, channels_last, compile."""
+from __future__ import annotations
+
+import resource
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+from torch import nn
+
+from utils.errors import UserError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" is CUDA when available, else CPU; an explicit CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"DEVICE is {name} but CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class DeviceSetup:
+    """How the model runs on `device`. On CPU every switch is off: the run is plain fp32."""
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    compile: bool
+
+    @classmethod
+    def create(cls, device: torch.device, mixed_precision: str, channels_last: bool, compile: bool,
+               cudnn_benchmark: bool) -> "DeviceSetup":
+        on_cuda = device.type == "cuda"
+        if on_cuda:
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+        return cls(device, AMP_DTYPES[mixed_precision] if on_cuda else None, on_cuda and channels_last,
+                   on_cuda and compile)
+
+    def autocast(self) -> ContextManager:
+        """Mixed-precision context for forward passes (a no-op when off)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling, needed by fp16 only (bf16 has fp32's range)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """Move `model` in place and return what to call for forward passes (compiled or not).
+
+        Parameters are moved in place, so an optimizer built before still holds the right tensors.
+        """
+        model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        return torch.compile(model) if self.compile else model
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated since the last reset on CUDA; peak resident memory of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

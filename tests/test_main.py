@@ -232,3 +232,28 @@ def test_a_malformed_flag_is_one_line_and_exit_code_2(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == "error: argument --batch-size: invalid int value: 'many'; see python main.py --help\n"
+
+
+def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
+    import signal
+    import time
+
+    import torch
+
+    argv = [sys.executable, "main.py", "--cfg", "configs/quickstart.yaml", "--output", str(tmp_path), "--tag", "run",
+            "--device", "cpu", "--opts", *FAST, "TRAIN.EPOCHS", "40"]
+    process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics_path = run_dir(tmp_path) / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if metrics_path.exists() and len(metrics_path.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    saved_epoch = torch.load(run_dir(tmp_path) / "last.pth", weights_only=True)["epoch"]
+    assert 1 <= saved_epoch < 39
+
+    assert train(tmp_path, epochs=40, flags=["--resume", "auto"]) == 0
+    assert f"continuing with epoch {saved_epoch + 2}" in (run_dir(tmp_path) / "log.txt").read_text()
+    assert [row["epoch"] for row in read_metrics(run_dir(tmp_path))] == list(range(40))

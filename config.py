@@ -61,6 +61,27 @@ _C.MODEL.NUM_CLASSES = 0
 _C.MODEL.DROP_RATE = 0.0
 # Checkpoint to resume from: a path, or "auto" for the latest checkpoint of this run (--resume).
 _C.MODEL.RESUME = ""
+# Stochastic depth rate for models with residual branches; -1 keeps the model's paper default.
+_C.MODEL.DROP_PATH_RATE = -1.0
+# Stem: imagenet, cifar (keeps 32x32 inputs from shrinking to nothing), or auto (cifar at <= 64 px).
+_C.MODEL.STEM = "auto"
+# Weight initialisation: default (the model's paper init), kaiming, xavier or lecun.
+_C.MODEL.INIT = "default"
+# Start from weights: "" (none), a checkpoint of this project or a torchvision state_dict file, or
+# "torchvision" to download torchvision's published ImageNet weights.
+_C.MODEL.PRETRAINED = ""
+# none trains everything; backbone trains only the classifier (a linear probe).
+_C.MODEL.FREEZE = "none"
+# ResNet family: zero-init the last BN of each residual branch, so blocks start as identities.
+_C.MODEL.ZERO_INIT_RESIDUAL = False
+# GoogLeNet: train with the two auxiliary classifiers (their loss weighted 0.3; not run at eval).
+_C.MODEL.AUX_LOGITS = False
+# MobileNetV2: width multiplier applied to every layer's channels.
+_C.MODEL.WIDTH_MULT = 1.0
+
+_C.MODEL.CONVNEXT = CN()
+# ConvNeXt V1/V2 norm layer: layernorm, batchnorm or dyt (Dynamic Tanh).
+_C.MODEL.CONVNEXT.NORM = "layernorm"
 
 # -----------------------------------------------------------------------------
 # Training
@@ -304,6 +325,15 @@ def _check_values(cfg: CN) -> None:
         (cfg.DATA.STORED_SIZE in (96, 224), "DATA.STORED_SIZE must be 96 or 224"),
         (cfg.DATA.INTERPOLATION in ("nearest", "bilinear", "bicubic"),
          "DATA.INTERPOLATION must be one of nearest, bilinear, bicubic"),
+        (cfg.MODEL.STEM in ("auto", "imagenet", "cifar"), "MODEL.STEM must be auto, imagenet or cifar"),
+        (cfg.MODEL.INIT in ("default", "kaiming", "xavier", "lecun"),
+         "MODEL.INIT must be default, kaiming, xavier or lecun"),
+        (cfg.MODEL.FREEZE in ("none", "backbone"), "MODEL.FREEZE must be none or backbone"),
+        (cfg.MODEL.CONVNEXT.NORM in ("layernorm", "batchnorm", "dyt"),
+         "MODEL.CONVNEXT.NORM must be layernorm, batchnorm or dyt"),
+        (cfg.MODEL.WIDTH_MULT > 0, "MODEL.WIDTH_MULT must be positive"),
+        (cfg.MODEL.DROP_PATH_RATE == -1.0 or 0.0 <= cfg.MODEL.DROP_PATH_RATE < 1.0,
+         "MODEL.DROP_PATH_RATE must be in [0, 1), or -1 for the model's default"),
         (cfg.TRAIN.EPOCHS >= 1, "TRAIN.EPOCHS must be at least 1"),
         (0 <= cfg.TRAIN.START_EPOCH < cfg.TRAIN.EPOCHS, "TRAIN.START_EPOCH must be in [0, TRAIN.EPOCHS)"),
         (cfg.TRAIN.LR > 0, "TRAIN.LR must be positive"),

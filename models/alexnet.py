@@ -42,6 +42,9 @@ class AlexNet(nn.Module):
         )
         self.head_drop = nn.Dropout(drop_rate)
 
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier[-1]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 4096-d embedding after the second hidden fc."""
         x = torch.flatten(self.avgpool(self.features(x)), 1)

@@ -1,11 +1,22 @@
 """Build the model from the config: the only model code that reads it."""
 from __future__ import annotations
 
+import inspect
+import logging
+
 from torch import nn
 
 from data.build import get_dataset_spec
-from models.registry import create_model
+from models.freeze import freeze_backbone
+from models.init import apply_init
+from models.pretrained import load_pretrained
+from models.registry import get_model_constructor
 from utils.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# Inputs at most this size get the small-image stem when MODEL.STEM is auto.
+SMALL_INPUT_MAX_SIZE = 64
 
 
 def resolve_num_classes(cfg) -> int:
@@ -19,6 +30,43 @@ def resolve_num_classes(cfg) -> int:
     return cfg.MODEL.NUM_CLASSES
 
 
+def resolve_stem(cfg) -> str:
+    if cfg.MODEL.STEM != "auto":
+        return cfg.MODEL.STEM
+    return "cifar" if cfg.DATA.IMG_SIZE <= SMALL_INPUT_MAX_SIZE else "imagenet"
+
+
+def model_options(cfg) -> dict[str, tuple[str, object, bool]]:
+    """Constructor argument -> (config key, value, whether the user asked for it explicitly).
+
+    Options that only some models take; a model that lacks one ignores it, with a warning when
+    the user set it.
+    """
+    return {
+        "drop_path_rate": ("MODEL.DROP_PATH_RATE", cfg.MODEL.DROP_PATH_RATE, cfg.MODEL.DROP_PATH_RATE != -1.0),
+        "stem": ("MODEL.STEM", resolve_stem(cfg), cfg.MODEL.STEM != "auto"),
+        "zero_init_residual": ("MODEL.ZERO_INIT_RESIDUAL", cfg.MODEL.ZERO_INIT_RESIDUAL, cfg.MODEL.ZERO_INIT_RESIDUAL),
+        "aux_logits": ("MODEL.AUX_LOGITS", cfg.MODEL.AUX_LOGITS, cfg.MODEL.AUX_LOGITS),
+        "width_mult": ("MODEL.WIDTH_MULT", cfg.MODEL.WIDTH_MULT, cfg.MODEL.WIDTH_MULT != 1.0),
+        "norm": ("MODEL.CONVNEXT.NORM", cfg.MODEL.CONVNEXT.NORM, cfg.MODEL.CONVNEXT.NORM != "layernorm"),
+    }
+
+
 def build_model(cfg) -> nn.Module:
-    """The model named MODEL.NAME, sized for the data set."""
-    return create_model(cfg.MODEL.NAME, num_classes=resolve_num_classes(cfg), drop_rate=cfg.MODEL.DROP_RATE)
+    """The model named MODEL.NAME, sized for the data set, initialised, loaded and frozen as configured."""
+    name = cfg.MODEL.NAME
+    constructor = get_model_constructor(name)
+    accepted = inspect.signature(constructor).parameters
+    kwargs = {"num_classes": resolve_num_classes(cfg), "drop_rate": cfg.MODEL.DROP_RATE}
+    for argument, (key, value, explicit) in model_options(cfg).items():
+        if argument in accepted and (explicit or argument == "stem"):
+            kwargs[argument] = value
+        elif explicit:
+            logger.warning("%s has no %s option, so %s %r changes nothing", name, argument, key, value)
+    model = constructor(**kwargs)
+    apply_init(model, cfg.MODEL.INIT)
+    if cfg.MODEL.PRETRAINED:
+        load_pretrained(model, name, cfg.MODEL.PRETRAINED)
+    if cfg.MODEL.FREEZE == "backbone":
+        freeze_backbone(model)
+    return model

@@ -30,6 +30,9 @@ class LeNet(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(84, num_classes)
 
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 84-d embedding."""
         return self.embedding(self.features(x))

@@ -28,8 +28,13 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the model registered as `name` with the constructor's keyword arguments."""
+def get_model_constructor(name: str) -> Callable[..., nn.Module]:
+    """The constructor registered as `name`, or UserError listing the valid names."""
     if name not in _MODELS:
         raise UserError(f"unknown MODEL.NAME {name!r}; choose one of: {', '.join(list_models())}")
-    return _MODELS[name](**kwargs)
+    return _MODELS[name]
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build the model registered as `name` with the constructor's keyword arguments."""
+    return get_model_constructor(name)(**kwargs)

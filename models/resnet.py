@@ -1,36 +1,50 @@
-"""ResNet (He et al., 2016) with BasicBlocks.
+"""ResNet (He et al., 2016) and its descendants: ResNeXt, Wide ResNet and SE-ResNet.
 
-    stem    ImageNet: conv 7x7, 64, stride 2 -> BN -> ReLU -> max-pool 3/2
-            CIFAR:    conv 3x3, 64, stride 1 -> BN -> ReLU   (keeps 32x32 inputs at 32x32)
-    stage1  [3x3, 64;  3x3, 64]  x layers[0]
-    stage2  [3x3, 128; 3x3, 128] x layers[1], first stride 2
-    stage3  [3x3, 256; 3x3, 256] x layers[2], first stride 2
-    stage4  [3x3, 512; 3x3, 512] x layers[3], first stride 2
+    stem    imagenet: conv 7x7, 64, stride 2 -> BN -> ReLU -> max-pool 3/2    (224 -> 56)
+            cifar:    conv 3x3, 64, stride 1 -> BN -> ReLU, no max-pool     (32 -> 32)
+    stage1  blocks x layers[0], 64 planes
+    stage2  blocks x layers[1], 128 planes, first block stride 2
+    stage3  blocks x layers[2], 256 planes, first block stride 2
+    stage4  blocks x layers[3], 512 planes, first block stride 2
     global avg-pool (the embedding) -> dropout(drop_rate) -> fc num_classes
 
-Module names follow torchvision's ResNet so that its weights map one to one.
+BasicBlock:  3x3 -> BN -> ReLU -> 3x3 -> BN, + shortcut, ReLU                 (expansion 1)
+Bottleneck:  1x1 -> BN -> ReLU -> 3x3 (stride, groups) -> BN -> ReLU -> 1x1 (x4) -> BN
+             [-> SE], + shortcut, ReLU                                        (expansion 4)
+The stride sits on the 3x3 conv (ResNet v1.5, as torchvision). ResNeXt widens the 3x3 to
+groups x width_per_group channels; Wide ResNet doubles width_per_group; SE-ResNet adds
+squeeze-and-excitation (reduction 16) before the addition.
+
+Module names follow torchvision's ResNet so that its weights load one to one.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from models.layers import SqueezeExcite
 from models.registry import register_model
 
 
 class BasicBlock(nn.Module):
-    """x -> conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, -> ReLU."""
-
     expansion = 1
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, width_per_group: int = 64, se_reduction: int = 0):
         super().__init__()
+        if groups != 1 or width_per_group != 64 or se_reduction:
+            raise ValueError("BasicBlock supports neither groups, width_per_group nor SE")
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
+
+    def last_norm(self) -> nn.BatchNorm2d:
+        return self.bn2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -39,17 +53,50 @@ class BasicBlock(nn.Module):
         return self.relu(out + shortcut)
 
 
-class ResNet(nn.Module):
-    def __init__(self, block: type[BasicBlock], layers: list[int], num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, cifar_stem: bool = False):
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, width_per_group: int = 64, se_reduction: int = 0):
         super().__init__()
+        width = int(planes * (width_per_group / 64.0)) * groups
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_planes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.se = SqueezeExcite(out_planes, out_planes // se_reduction) if se_reduction else nn.Identity()
+        self.downsample = downsample
+
+    def last_norm(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.se(self.bn3(self.conv3(out)))
+        return self.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
+                 in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet", groups: int = 1,
+                 width_per_group: int = 64, se_reduction: int = 0, zero_init_residual: bool = False):
+        super().__init__()
+        self.block_options = dict(groups=groups, width_per_group=width_per_group, se_reduction=se_reduction)
         self.in_planes = 64
-        if cifar_stem:
+        if stem == "cifar":
             self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
-        else:
+        elif stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = self._make_layer(block, 64, layers[0], stride=1)
@@ -57,26 +104,35 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = 512 * block.expansion
         self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(self.num_features, num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if zero_init_residual:
+            # Each residual branch starts as zero, so every block starts as the identity (Goyal et al., 2017).
+            for module in self.modules():
+                if isinstance(module, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_(module.last_norm().weight)
 
-    def _make_layer(self, block: type[BasicBlock], planes: int, num_blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(self, block, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.in_planes != planes * block.expansion:
             downsample = nn.Sequential(
                 nn.Conv2d(self.in_planes, planes * block.expansion, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion),
             )
-        blocks = [block(self.in_planes, planes, stride, downsample)]
+        blocks = [block(self.in_planes, planes, stride, downsample, **self.block_options)]
         self.in_planes = planes * block.expansion
-        blocks += [block(self.in_planes, planes) for _ in range(1, num_blocks)]
+        blocks += [block(self.in_planes, planes, **self.block_options) for _ in range(1, num_blocks)]
         return nn.Sequential(*blocks)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The globally pooled embedding (512 * expansion channels)."""
@@ -91,7 +147,40 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model
-def resnet18(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, cifar_stem: bool = True) -> ResNet:
-    """ResNet-18, BasicBlocks [2, 2, 2, 2]; the CIFAR stem by default (3x3 conv, no max-pool)."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_chans, drop_rate, cifar_stem)
+@dataclass(frozen=True)
+class ResNetVariant:
+    block: type[BasicBlock] | type[Bottleneck]
+    layers: tuple[int, int, int, int]
+    groups: int = 1
+    width_per_group: int = 64
+    se_reduction: int = 0
+
+
+RESNET_VARIANTS = {
+    "resnet18": ResNetVariant(BasicBlock, (2, 2, 2, 2)),
+    "resnet34": ResNetVariant(BasicBlock, (3, 4, 6, 3)),
+    "resnet50": ResNetVariant(Bottleneck, (3, 4, 6, 3)),
+    "resnet101": ResNetVariant(Bottleneck, (3, 4, 23, 3)),
+    "resnet152": ResNetVariant(Bottleneck, (3, 8, 36, 3)),
+    # ResNeXt (Xie et al., 2017): 32 groups of 4 channels in each 3x3 at 64 planes.
+    "resnext50_32x4d": ResNetVariant(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4),
+    # Wide ResNet (Zagoruyko & Komodakis, 2016): bottlenecks twice as wide.
+    "wide_resnet50_2": ResNetVariant(Bottleneck, (3, 4, 6, 3), width_per_group=128),
+    # SE-ResNet (Hu et al., 2018): squeeze-and-excitation with reduction 16.
+    "se_resnet50": ResNetVariant(Bottleneck, (3, 4, 6, 3), se_reduction=16),
+}
+
+
+def _register(name: str, variant: ResNetVariant) -> None:
+    def constructor(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet",
+                    zero_init_residual: bool = False) -> ResNet:
+        return ResNet(variant.block, list(variant.layers), num_classes, in_chans, drop_rate, stem, variant.groups,
+                      variant.width_per_group, variant.se_reduction, zero_init_residual)
+
+    constructor.__name__ = name
+    constructor.__doc__ = f"{name}: {variant.block.__name__}s {list(variant.layers)}."
+    register_model(constructor)
+
+
+for _name, _variant in RESNET_VARIANTS.items():
+    _register(_name, _variant)

@@ -48,7 +48,7 @@ def test_lenet_has_the_classic_size_for_ten_classes():
 
 
 def test_resnet18_cifar_form_keeps_32px_resolution_in_the_stem():
-    model = create_model("resnet18", num_classes=10)
+    model = create_model("resnet18", num_classes=10, stem="cifar")
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
     assert isinstance(model.maxpool, torch.nn.Identity)
     assert [len(layer) for layer in (model.layer1, model.layer2, model.layer3, model.layer4)] == [2, 2, 2, 2]

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from config import get_config
 from data import build_loader
 from data.normalize import Normalize
-from models import build_model
+from models import build_model, list_models
+from models.complexity import count_macs, count_parameters, format_count
 from optimizer import build_optimizer, build_scheduler, check_scheduler_name
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.device import DeviceSetup, peak_memory_mb, resolve_device
@@ -32,6 +33,10 @@ from utils.metrics import ClassificationMeter
 from utils.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint, plan_run_dir
 from utils.submission import write_submission
 from utils.tracking import MetricsFile, WandbRun
+
+
+# Weight of each auxiliary classifier's loss (GoogLeNet, Szegedy et al., 2014).
+AUX_LOSS_WEIGHT = 0.3
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -51,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", help="MODEL.RESUME: a checkpoint path, or 'auto' for this run's latest")
     parser.add_argument("--eval", action="store_true", help="EVAL_MODE: only evaluate the --resume checkpoint")
     parser.add_argument("--device", help="DEVICE: auto, cpu, cuda or cuda:N")
+    parser.add_argument("--list-models", action="store_true",
+                        help="print every model with its parameters and MACs at --img-size, then exit")
+    parser.add_argument("--img-size", type=int, default=224, help="input size for --list-models (default 224)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE pairs applied last, e.g. --opts TRAIN.LR 1e-3 TRAIN.EPOCHS 10")
     return parser.parse_args(argv)
@@ -69,6 +77,30 @@ def config_from_args(args: argparse.Namespace):
     opts = [item for key, value in flags.items() if value is not None
             for item in (key, repr(value) if isinstance(value, str) else str(value))]
     return get_config(args.cfg, opts + list(args.opts))
+
+
+def model_cost(cfg) -> tuple[int, int | None]:
+    """(parameters, MACs per image at DATA.IMG_SIZE) of the configured model, measured on the meta
+    device; MACs is None when the model cannot take that size."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.MODEL.INIT = "", "none", "default"
+    with torch.device("meta"):
+        model = build_model(cfg)
+    try:
+        macs = count_macs(model, cfg.DATA.IMG_SIZE)
+    except RuntimeError:  # e.g. pooling a map smaller than its kernel
+        macs = None
+    return count_parameters(model), macs
+
+
+def print_model_table(img_size: int) -> None:
+    """--list-models: name, parameters and MACs at img_size (1000 classes), one model per line."""
+    print(f"{'model':<20} {'params':>10} {f'MACs @ {img_size}px':>14}")
+    for name in list_models():
+        cfg = get_config(None, ["MODEL.NAME", name, "MODEL.NUM_CLASSES", "1000", "DATA.IMG_SIZE", str(img_size)])
+        params, macs = model_cost(cfg)
+        print(f"{name:<20} {format_count(params):>10} {format_count(macs) if macs else 'too small':>14}")
 
 
 def seed_everything(seed: int) -> None:
@@ -90,8 +122,7 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
         images = normalize(images.to(setup.device, non_blocking=True))
         targets = targets.to(setup.device, non_blocking=True)
         with setup.autocast():
-            logits = model(images)
-            loss = criterion(logits, targets)
+            logits, loss = training_loss(model(images), targets, criterion)
         scaler.scale(loss / accumulation_steps).backward()
         if (i + 1) % accumulation_steps == 0 or i + 1 == num_batches:
             if clip_grad > 0:
@@ -114,6 +145,16 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
     summary = meter.summary()
     return {"train_loss": summary["loss"], "train_acc1": summary["acc1"], "train_acc5": summary["acc5"],
             "epoch_time": elapsed, "images_per_sec": meter.count / elapsed}
+
+
+def training_loss(outputs, targets: torch.Tensor, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss). Models with auxiliary classifiers (GoogLeNet) return (logits, [aux_logits, ...])
+    in training; each auxiliary loss is added with weight AUX_LOSS_WEIGHT."""
+    if isinstance(outputs, tuple):
+        logits, aux_outputs = outputs
+        loss = criterion(logits, targets) + AUX_LOSS_WEIGHT * sum(criterion(aux, targets) for aux in aux_outputs)
+        return logits, loss
+    return outputs, criterion(outputs, targets)
 
 
 @torch.no_grad()
@@ -226,10 +267,11 @@ def train(cfg, device: torch.device) -> str:
             for _ in range(start_epoch * steps_per_epoch):
                 scheduler.step()
 
-    logger.info("%s: %.2fM parameters | %s: %d train, %d val, %d test images | %d epochs of %d steps on %s",
-                cfg.MODEL.NAME, sum(p.numel() for p in model.parameters()) / 1e6, cfg.DATA.DATASET,
-                len(loaders.train_dataset), len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS,
-                steps_per_epoch, device)
+    params, macs = model_cost(cfg)
+    logger.info("%s: %s parameters, %s MACs per %d px image | %s: %d train, %d val, %d test images | "
+                "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(params),
+                format_count(macs) if macs else "?", cfg.DATA.IMG_SIZE, cfg.DATA.DATASET, len(loaders.train_dataset),
+                len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS, steps_per_epoch, device)
     metrics_file = MetricsFile(run_dir)
     metrics_file.drop_epochs_from(start_epoch)
     wandb_run = WandbRun(cfg.WANDB.MODE, cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
@@ -293,6 +335,9 @@ def _config_as_dict(node) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.list_models:
+            print_model_table(args.img_size)
+            return 0
         cfg = config_from_args(args)
         device = resolve_device(cfg.DEVICE)
         if cfg.EVAL_MODE:

@@ -257,3 +257,14 @@ def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
     assert train(tmp_path, epochs=40, flags=["--resume", "auto"]) == 0
     assert f"continuing with epoch {saved_epoch + 2}" in (run_dir(tmp_path) / "log.txt").read_text()
     assert [row["epoch"] for row in read_metrics(run_dir(tmp_path))] == list(range(40))
+
+
+def test_list_models_prints_every_model_with_parameters_and_macs(capsys):
+    from models import list_models
+    assert main.main(["--list-models", "--img-size", "32"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "params", "MACs", "@", "32px"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert sorted(rows) == list_models()
+    assert rows["resnet18"] == ["11.68M", "555.93M"]   # CIFAR stem at 32 px, 1000 classes
+    assert rows["alexnet"] == ["61.10M", "too", "small"]

@@ -57,8 +57,8 @@ _C.MODEL = CN()
 _C.MODEL.NAME = "lenet"
 # Number of output classes; 0 takes the data set's class count.
 _C.MODEL.NUM_CLASSES = 0
-# Dropout probability before the classifier.
-_C.MODEL.DROP_RATE = 0.0
+# Dropout probability before the classifier; -1 keeps the model's paper default (0 for most).
+_C.MODEL.DROP_RATE = -1.0
 # Checkpoint to resume from: a path, or "auto" for the latest checkpoint of this run (--resume).
 _C.MODEL.RESUME = ""
 # Stochastic depth rate for models with residual branches; -1 keeps the model's paper default.
@@ -332,6 +332,8 @@ def _check_values(cfg: CN) -> None:
         (cfg.MODEL.CONVNEXT.NORM in ("layernorm", "batchnorm", "dyt"),
          "MODEL.CONVNEXT.NORM must be layernorm, batchnorm or dyt"),
         (cfg.MODEL.WIDTH_MULT > 0, "MODEL.WIDTH_MULT must be positive"),
+        (cfg.MODEL.DROP_RATE == -1.0 or 0.0 <= cfg.MODEL.DROP_RATE < 1.0,
+         "MODEL.DROP_RATE must be in [0, 1), or -1 for the model's default"),
         (cfg.MODEL.DROP_PATH_RATE == -1.0 or 0.0 <= cfg.MODEL.DROP_PATH_RATE < 1.0,
          "MODEL.DROP_PATH_RATE must be in [0, 1), or -1 for the model's default"),
         (cfg.TRAIN.EPOCHS >= 1, "TRAIN.EPOCHS must be at least 1"),

@@ -12,15 +12,18 @@ SCHEDULERS = ("cosine", "step", "constant")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
-    """Two groups: weights that decay, and norm parameters and biases (1-d tensors) that don't.
+    """Two groups: weights that decay, and those that don't: norm parameters and biases (1-d
+    tensors), plus whatever the model lists in its `no_weight_decay()` (e.g. layer scales).
 
     Decaying a norm's scale or a bias only pulls it towards zero without regularising anything.
     """
+    exempt = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
-    for parameter in model.parameters():
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim <= 1 and not decay_norm_and_bias else decay).append(parameter)
+        skip = parameter.ndim <= 1 or name in exempt
+        (no_decay if skip and not decay_norm_and_bias else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})

@@ -1,5 +1,7 @@
 """The model zoo. Importing a model module registers its constructors."""
-from models import alexnet, lenet, resnet  # noqa: F401  (registration side effect)
+from models import (  # noqa: F401  (importing a family registers its models)
+    alexnet, convnext, densenet, efficientnet, googlenet, lenet, mobilenet_v2, resnet, vgg,
+)
 from models.build import build_model
 from models.registry import create_model, list_models, register_model
 

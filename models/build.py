@@ -43,6 +43,7 @@ def model_options(cfg) -> dict[str, tuple[str, object, bool]]:
     the user set it.
     """
     return {
+        "drop_rate": ("MODEL.DROP_RATE", cfg.MODEL.DROP_RATE, cfg.MODEL.DROP_RATE != -1.0),
         "drop_path_rate": ("MODEL.DROP_PATH_RATE", cfg.MODEL.DROP_PATH_RATE, cfg.MODEL.DROP_PATH_RATE != -1.0),
         "stem": ("MODEL.STEM", resolve_stem(cfg), cfg.MODEL.STEM != "auto"),
         "zero_init_residual": ("MODEL.ZERO_INIT_RESIDUAL", cfg.MODEL.ZERO_INIT_RESIDUAL, cfg.MODEL.ZERO_INIT_RESIDUAL),
@@ -57,7 +58,7 @@ def build_model(cfg) -> nn.Module:
     name = cfg.MODEL.NAME
     constructor = get_model_constructor(name)
     accepted = inspect.signature(constructor).parameters
-    kwargs = {"num_classes": resolve_num_classes(cfg), "drop_rate": cfg.MODEL.DROP_RATE}
+    kwargs = {"num_classes": resolve_num_classes(cfg)}
     for argument, (key, value, explicit) in model_options(cfg).items():
         if argument in accepted and (explicit or argument == "stem"):
             kwargs[argument] = value

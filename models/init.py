@@ -8,6 +8,19 @@ from torch import nn
 INIT_SCHEMES = ("default", "kaiming", "xavier", "lecun")
 
 
+def init_conv_and_batchnorm(model: nn.Module) -> None:
+    """The He et al. (2015) init most CNN papers use: convs normal with fan_out and ReLU gain, zero
+    conv biases, and BatchNorm as the identity (scale 1, shift 0). Linear layers are left to the model."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 def apply_init(model: nn.Module, scheme: str) -> None:
     """Re-initialise every conv and linear layer of `model` with `scheme`; biases become zero.
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.init import init_conv_and_batchnorm
 from models.layers import SqueezeExcite
 from models.registry import register_model
 
@@ -107,12 +108,7 @@ class ResNet(nn.Module):
         self.num_features = 512 * block.expansion
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_and_batchnorm(self)
         if zero_init_residual:
             # Each residual branch starts as zero, so every block starts as the identity (Goyal et al., 2017).
             for module in self.modules():

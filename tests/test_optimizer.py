@@ -102,3 +102,16 @@ def test_unknown_names_list_the_valid_ones():
     cfg, _, opt = build(["TRAIN.LR_SCHEDULER.NAME", "poly"])
     with pytest.raises(UserError, match="unknown TRAIN.LR_SCHEDULER.NAME 'poly'; choose one of: cosine, step, constant"):
         build_scheduler(cfg, opt, steps_per_epoch=1)
+
+
+def test_parameters_a_model_lists_in_no_weight_decay_are_exempt():
+    import models.convnext  # noqa: F401
+    cfg = get_config(None, ["MODEL.NAME", "convnext_tiny"])
+    model = create_model("convnextv2_atto")
+    no_decay_ids = {id(p) for p in build_optimizer(cfg, model).param_groups[1]["params"]}
+    named = dict(model.named_parameters())
+    assert id(named["features.1.0.block.5.gamma"]) in no_decay_ids
+    assert id(named["features.1.0.block.3.weight"]) not in no_decay_ids
+    v1 = create_model("convnext_tiny")
+    assert id(dict(v1.named_parameters())["features.1.0.layer_scale"]) in {
+        id(p) for p in build_optimizer(cfg, v1).param_groups[1]["params"]}

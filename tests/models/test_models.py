@@ -94,3 +94,18 @@ def test_build_model_errors_name_the_problem():
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(ValueError, match="registered twice"):
         models.register_model(models.registry._MODELS["lenet"])
+
+
+@pytest.mark.parametrize("name", ["alexnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                  "resnext50_32x4d", "wide_resnet50_2"])
+def test_matches_torchvision(name, tmp_path):
+    from tests.models.parity import assert_matches_torchvision
+    assert_matches_torchvision(name, tmp_path)
+
+
+def test_se_resnet50_has_the_published_size_and_se_in_every_bottleneck():
+    model = create_model("se_resnet50")
+    assert round(count(model) / 1e6, 2) == 28.09  # Hu et al. (2018), Table 2: 28.1M
+    blocks = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for block in layer]
+    assert len(blocks) == 16
+    assert all(block.se.fc1.out_channels == block.bn3.num_features // 16 for block in blocks)

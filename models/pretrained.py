@@ -3,11 +3,11 @@ file, or torchvision's published ImageNet weights (downloaded only when asked fo
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 from torch import nn
 
+from utils.checkpoint import load_user_file
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -23,13 +23,7 @@ TORCHVISION_ARCHITECTURES = (
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """The weights in `path`: a vision-zoo checkpoint's model, or a plain state_dict."""
-    if not os.path.isfile(path):
-        raise UserError(f"MODEL.PRETRAINED file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any parse failure of a user's file means it is damaged or foreign
-        reason = str(e).strip().split(".")[0].splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise UserError(f"MODEL.PRETRAINED {path} is truncated, corrupt or unsafe to load ({reason[:100]})") from None
+    state = load_user_file(path, "MODEL.PRETRAINED file", "pass a checkpoint or a state_dict file")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -71,7 +65,9 @@ def load_pretrained(model: nn.Module, model_name: str, source: str) -> None:
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as e:
-        raise UserError(f"weights in {source} do not fit {model_name} ({str(e).splitlines()[-1].strip()})") from None
+        raise UserError(f"weights in {source} do not fit {model_name} ({str(e).splitlines()[-1].strip()}); "
+                        f"MODEL.STEM and the other architecture options must match the weights' "
+                        f"(ImageNet weights need MODEL.STEM imagenet)") from None
     missing = [key for key in missing if key not in replaced]
     if missing or unexpected:
         examples = ", ".join((missing + unexpected)[:3])

@@ -268,3 +268,32 @@ def test_list_models_prints_every_model_with_parameters_and_macs(capsys):
     assert sorted(rows) == list_models()
     assert rows["resnet18"] == ["11.68M", "555.93M"]   # CIFAR stem at 32 px, 1000 classes
     assert rows["alexnet"] == ["61.10M", "too", "small"]
+
+
+def test_training_loss_adds_auxiliary_losses_with_weight_0_3():
+    import torch
+    criterion = torch.nn.CrossEntropyLoss()
+    targets = torch.tensor([0, 1])
+    logits, aux1, aux2 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
+    returned, loss = main.training_loss((logits, [aux1, aux2]), targets, criterion)
+    assert returned is logits
+    expected = criterion(logits, targets) + 0.3 * (criterion(aux1, targets) + criterion(aux2, targets))
+    assert loss.item() == pytest.approx(expected.item())
+    assert main.training_loss(logits, targets, criterion)[1].item() == pytest.approx(criterion(logits, targets).item())
+
+
+def test_googlenet_with_auxiliary_classifiers_trains_through_main(tmp_path):
+    assert train(tmp_path, "MODEL.NAME", "googlenet", "MODEL.AUX_LOGITS", "True", "MODEL.STEM", "imagenet",
+                 "DATA.VAL_SPLIT", "0.9", epochs=1) == 0
+    (row,) = read_metrics(run_dir(tmp_path, experiment="googlenet_digits"))
+    assert row["train_loss"] > 0
+
+
+def test_linear_probe_changes_only_the_classifier(tmp_path):
+    import torch
+    assert train(tmp_path, "MODEL.FREEZE", "backbone", epochs=1) == 0
+    trained = torch.load(run_dir(tmp_path) / "last.pth", weights_only=True)["model"]
+    main.seed_everything(0)
+    initial = main.build_model(get_config(None, ["MODEL.FREEZE", "backbone"])).state_dict()
+    changed = sorted(key for key in trained if not torch.equal(trained[key], initial[key]))
+    assert changed == ["fc.bias", "fc.weight"]

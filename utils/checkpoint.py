@@ -42,16 +42,24 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
-def load_checkpoint(path: str) -> dict[str, Any]:
-    """Load a vision-zoo checkpoint with weights_only=True, or raise UserError in one line."""
+def load_user_file(path: str, what: str, hint: str) -> Any:
+    """torch.load a file the user named, with weights_only=True (no code runs), onto the CPU.
+
+    A missing, truncated, corrupt or code-carrying file raises one UserError line naming
+    `what` the file was for, followed by `hint`.
+    """
     if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}; check the path given to --resume")
+        raise UserError(f"{what} not found: {path}; {hint}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure of a user's file means it is damaged or foreign
         reason = str(e).strip().split(".")[0].splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise UserError(f"checkpoint {path} is truncated, corrupt or unsafe to load ({reason[:100]}); "
-                        f"use another checkpoint, e.g. best.pth") from None
+        raise UserError(f"{what} {path} is truncated, corrupt or unsafe to load ({reason[:100]}); {hint}") from None
+
+
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """Load a vision-zoo checkpoint with weights_only=True, or raise UserError in one line."""
+    state = load_user_file(path, "checkpoint", "pass a last.pth or best.pth written by main.py")
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise UserError(f"{path} is not a vision-zoo checkpoint (missing: {', '.join(missing)}); "

@@ -141,3 +141,13 @@ def test_macs_are_counted_on_the_meta_device():
     with torch.device("meta"):
         model = create_model("resnet18", num_classes=1000)
     assert round(count_macs(model, 224) / 1e9, 3) == 1.814  # torchvision documents 1.814 GFLOPS (MACs)
+
+
+def test_imagenet_weights_into_a_cifar_stem_say_which_option_to_change(tmp_path):
+    torch.save(create_model("resnet18", num_classes=10).state_dict(), tmp_path / "imagenet-stem.pth")
+    with pytest.raises(UserError, match="conv1.weight.*MODEL.STEM imagenet"):
+        build("MODEL.NAME", "resnet18", "DATA.DATASET", "cifar10", "DATA.IMG_SIZE", "32",
+              "MODEL.PRETRAINED", repr(str(tmp_path / "imagenet-stem.pth")))
+    model = build("MODEL.NAME", "resnet18", "DATA.DATASET", "cifar10", "DATA.IMG_SIZE", "32", "MODEL.STEM", "imagenet",
+                  "MODEL.PRETRAINED", repr(str(tmp_path / "imagenet-stem.pth")))
+    assert model.conv1.kernel_size == (7, 7)

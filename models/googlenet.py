@@ -50,27 +50,19 @@ Module names follow torchvision's GoogLeNet (`conv1.conv`, `inception3a.branch1.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import ConvNormAct
 from models.registry import register_model
 
 
-class BasicConv2d(nn.Module):
-    """conv (no bias) -> BatchNorm (eps 0.001) -> ReLU, named `conv` and `bn` as torchvision's.
-
-    (layers.ConvNormAct is the same computation, but its Sequential names its parts `0` and `1`,
-    and its padding is tied to the kernel size.)
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+# conv (no bias) -> BatchNorm (eps 0.001) -> ReLU, with the part names of torchvision's GoogLeNet.
+BasicConv2d = partial(ConvNormAct, norm_layer=partial(nn.BatchNorm2d, eps=0.001),
+                      layer_names=("conv", "bn", "relu"))
 
 
 class Inception(nn.Module):
@@ -83,12 +75,12 @@ class Inception(nn.Module):
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(
             BasicConv2d(in_channels, ch3x3_reduce, kernel_size=1),
-            BasicConv2d(ch3x3_reduce, ch3x3, kernel_size=3, padding=1),
+            BasicConv2d(ch3x3_reduce, ch3x3, kernel_size=3),
         )
         # 3x3 where the paper has 5x5: the shape torchvision's published weights have.
         self.branch3 = nn.Sequential(
             BasicConv2d(in_channels, ch5x5_reduce, kernel_size=1),
-            BasicConv2d(ch5x5_reduce, ch5x5, kernel_size=3, padding=1),
+            BasicConv2d(ch5x5_reduce, ch5x5, kernel_size=3),
         )
         self.branch4 = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
@@ -137,17 +129,17 @@ class GoogLeNet(nn.Module):
                  aux_logits: bool = False):
         super().__init__()
         if stem == "imagenet":
-            self.conv1 = BasicConv2d(in_chans, 64, kernel_size=7, stride=2, padding=3)
+            self.conv1 = BasicConv2d(in_chans, 64, kernel_size=7, stride=2)
             self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
             self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         elif stem == "cifar":
-            self.conv1 = BasicConv2d(in_chans, 64, kernel_size=3, padding=1)
+            self.conv1 = BasicConv2d(in_chans, 64, kernel_size=3)
             self.maxpool1 = nn.Identity()
             self.maxpool2 = nn.Identity()
         else:
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         self.conv2 = BasicConv2d(64, 64, kernel_size=1)
-        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3)
 
         self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
         self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)

@@ -5,6 +5,7 @@ channels-first LayerNorm, ConvNeXt V2's global response normalisation, and Dynam
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -23,16 +24,17 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 
 class ConvNormAct(nn.Sequential):
-    """conv k x k (no bias) -> norm -> activation; norm or activation may be None.
+    """conv k x k ("same" padding, no bias) -> norm -> activation; norm or activation may be None.
 
-    A Sequential, so its parameters are named `0.weight`, `1.weight`, ... as in torchvision's
-    Conv2dNormActivation.
+    A Sequential whose parts are named by `layer_names`: by default `0`, `1`, `2`, as torchvision's
+    Conv2dNormActivation; GoogLeNet's weights call them `conv` and `bn`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  groups: int = 1, dilation: int = 1,
                  norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d,
-                 act_layer: Callable[..., nn.Module] | None = nn.ReLU):
+                 act_layer: Callable[..., nn.Module] | None = nn.ReLU,
+                 layer_names: tuple[str, str, str] = ("0", "1", "2")):
         padding = (kernel_size - 1) // 2 * dilation
         layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
                                              dilation=dilation, groups=groups, bias=norm_layer is None)]
@@ -40,7 +42,7 @@ class ConvNormAct(nn.Sequential):
             layers.append(norm_layer(out_channels))
         if act_layer is not None:
             layers.append(act_layer())
-        super().__init__(*layers)
+        super().__init__(OrderedDict(zip(layer_names, layers)))
         self.out_channels = out_channels
 
 

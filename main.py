@@ -222,6 +222,10 @@ def train(cfg, device: torch.device) -> str:
     seed_everything(cfg.SEED)
     # Build everything that can fail on a typo before anything is written to disk.
     model = build_model(cfg)
+    params, macs = model_cost(cfg)
+    if macs is None:
+        raise UserError(f"{cfg.MODEL.NAME} cannot take {cfg.DATA.IMG_SIZE} px images (its feature maps shrink to "
+                        f"nothing); raise DATA.IMG_SIZE, or try MODEL.STEM cifar if the model has that stem")
     optimizer = build_optimizer(cfg, model)
     check_scheduler_name(cfg)
     loaders = build_loader(cfg)
@@ -267,10 +271,9 @@ def train(cfg, device: torch.device) -> str:
             for _ in range(start_epoch * steps_per_epoch):
                 scheduler.step()
 
-    params, macs = model_cost(cfg)
     logger.info("%s: %s parameters, %s MACs per %d px image | %s: %d train, %d val, %d test images | "
-                "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(params),
-                format_count(macs) if macs else "?", cfg.DATA.IMG_SIZE, cfg.DATA.DATASET, len(loaders.train_dataset),
+                "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(params), format_count(macs),
+                cfg.DATA.IMG_SIZE, cfg.DATA.DATASET, len(loaders.train_dataset),
                 len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS, steps_per_epoch, device)
     metrics_file = MetricsFile(run_dir)
     metrics_file.drop_epochs_from(start_epoch)

@@ -144,6 +144,7 @@ def test_resuming_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, capsy
     (["--data-path", "nowhere.hdf5", "--opts", "DATA.DATASET", "medium_imagenet"],
      "error: MediumImageNet file not found: nowhere.hdf5"),
     (["--opts", "TRAIN.LR", "0.1", "--tag", "x"], "error: --tag comes after --opts"),
+    (["--opts", "MODEL.NAME", "alexnet", "DATA.IMG_SIZE", "32"], "error: alexnet cannot take 32 px images"),
 ])
 def test_bad_input_is_one_stderr_line_and_exit_code_2(tmp_path, capsys, argv, message, monkeypatch):
     monkeypatch.chdir(REPO)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.registry import register_model
 
 
-class AlexNet(nn.Module):
+class AlexNet(ImageClassifier):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0):
         super().__init__()
         self.features = nn.Sequential(
@@ -52,9 +53,6 @@ class AlexNet(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier[-1](self.head_drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

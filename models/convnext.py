@@ -32,6 +32,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.layers import GRN, DropPath, DyT, LayerNorm2d
 from models.registry import register_model
 
@@ -110,7 +111,7 @@ class ConvNeXtBlock(nn.Module):
         return x + self.drop_path(branch)
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(ImageClassifier):
     """ConvNeXt with `depths[i]` blocks of `dims[i]` channels in stage i; V2 blocks when `grn`."""
 
     def __init__(self, depths: Sequence[int], dims: Sequence[int], grn: bool = False, num_classes: int = 1000,
@@ -166,9 +167,6 @@ class ConvNeXt(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier[2](self.classifier[1](features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @dataclass(frozen=True)

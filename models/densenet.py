@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.registry import register_model
 
 
@@ -79,7 +80,7 @@ class Transition(nn.Sequential):
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
 
 
-class DenseNet(nn.Module):
+class DenseNet(ImageClassifier):
     """DenseNet-BC as drawn in the module docstring.
 
     stem="cifar" replaces the 7x7 stride-2 conv0 with a 3x3 stride-1 one and pool0 (the 3x3
@@ -138,9 +139,6 @@ class DenseNet(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head_drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.init import init_conv_and_batchnorm
 from models.layers import ConvNormAct, DropPath, SqueezeExcite, make_divisible
 from models.registry import register_model
@@ -105,7 +106,7 @@ class MBConv(nn.Module):
         return out
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(ImageClassifier):
     """The B0 stages widened by width_mult and deepened by depth_mult; the layout is in the module docstring."""
 
     def __init__(self, width_mult: float, depth_mult: float, num_classes: int = 1000, in_chans: int = 3,
@@ -154,9 +155,6 @@ class EfficientNet(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @dataclass(frozen=True)

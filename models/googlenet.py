@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.layers import ConvNormAct
 from models.registry import register_model
 
@@ -118,7 +119,7 @@ def _skip_absent_aux_heads(module: GoogLeNet, state_dict: dict[str, torch.Tensor
         del state_dict[key]
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ImageClassifier):
     """GoogLeNet; see the module docstring for the layers, the stems and the auxiliary heads.
 
     With `aux_logits`, forward in training mode returns `(logits, [aux1_logits, aux2_logits])`;

@@ -20,10 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.registry import register_model
 
 
-class LeNet(nn.Module):
+class LeNet(ImageClassifier):
     def __init__(self, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0,
                  act_layer: type[nn.Module] = nn.ReLU, pool_layer: type[nn.Module] = nn.MaxPool2d):
         super().__init__()
@@ -48,9 +49,6 @@ class LeNet(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.head_drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

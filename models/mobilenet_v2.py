@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.init import init_conv_and_batchnorm
 from models.layers import ConvNormAct, make_divisible
 from models.registry import register_model
@@ -82,7 +83,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_residual else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ImageClassifier):
     """MobileNetV2 as drawn in the module docstring.
 
     stem="cifar" gives stride 1 to the first conv and to the first stage of stride 2 (t=6, c=24),
@@ -129,9 +130,6 @@ class MobileNetV2(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.init import init_conv_and_batchnorm
 from models.layers import SqueezeExcite
 from models.registry import register_model
@@ -83,7 +84,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + shortcut)
 
 
-class ResNet(nn.Module):
+class ResNet(ImageClassifier):
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet", groups: int = 1,
                  width_per_group: int = 64, se_reduction: int = 0, zero_init_residual: bool = False):
@@ -138,9 +139,6 @@ class ResNet(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.head_drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from models.classifier import ImageClassifier
 from models.init import init_conv_and_batchnorm
 from models.registry import register_model
 
@@ -63,7 +64,7 @@ def make_features(stage_depths: Sequence[int], batch_norm: bool, in_chans: int) 
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(ImageClassifier):
     """A VGG network with `stage_depths[i]` 3x3 convs in stage i (see the module docstring)."""
 
     def __init__(self, stage_depths: Sequence[int], batch_norm: bool = False, num_classes: int = 1000,
@@ -94,9 +95,6 @@ class VGG(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier[-1](self.head_drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _register(name: str, config: str, batch_norm: bool) -> None:

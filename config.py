@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from utils.choices import resolve_choice
 from utils.errors import UserError
 
 _C = CN()
@@ -48,6 +49,9 @@ _C.DATA.PERSISTENT_WORKERS = True
 _C.DATA.DOWNLOAD = False
 # Fraction of the train split held out as val (chosen from SEED); 0 validates on the test split.
 _C.DATA.VAL_SPLIT = 0.0
+# Train on part of the train split, chosen from SEED: a fraction in (0, 1), or a count of images
+# (a whole number >= 1); 0 uses all of it. For studies of many short runs.
+_C.DATA.TRAIN_SUBSET = 0.0
 
 # -----------------------------------------------------------------------------
 # Model
@@ -115,6 +119,9 @@ _C.TRAIN.CHANNELS_LAST = True
 _C.TRAIN.COMPILE = False
 # Let cuDNN benchmark convolution algorithms for the fixed input size.
 _C.TRAIN.CUDNN_BENCHMARK = True
+# End each epoch after this many optimizer updates (the LR schedule is planned for that many);
+# 0 runs whole epochs.
+_C.TRAIN.MAX_STEPS_PER_EPOCH = 0
 
 _C.TRAIN.LR_SCHEDULER = CN()
 # Schedule after warmup: cosine, step or constant. Stepped every optimizer update.
@@ -177,6 +184,17 @@ _C.WANDB.MODE = "offline"
 _C.WANDB.PROJECT = "vision-zoo"
 # W&B entity (user or team); "" uses your default.
 _C.WANDB.ENTITY = ""
+# W&B group that gathers related runs (scripts/sweep.py sets it to the sweep's name); "" for none.
+_C.WANDB.GROUP = ""
+
+# -----------------------------------------------------------------------------
+# Checkpoints
+# -----------------------------------------------------------------------------
+_C.SAVE = CN()
+# Checkpoints kept after the run: best_and_last, best, last or none. last.pth is written during
+# every run, so that it can resume, and removed at its end unless kept. Without best.pth the
+# submission and the val report come from the final weights.
+_C.SAVE.CHECKPOINTS = "best_and_last"
 
 # -----------------------------------------------------------------------------
 # Run
@@ -191,7 +209,7 @@ _C.SAVE_FREQ = 1
 _C.PRINT_FREQ = 10
 # Seed for Python, NumPy and torch, for the val split and for the shuffling order.
 _C.SEED = 0
-# Only evaluate the checkpoint given by MODEL.RESUME on the val split (--eval).
+# Evaluate the checkpoint given by MODEL.RESUME on the val split and write a report beside it (--eval).
 _C.EVAL_MODE = False
 # Device: auto (CUDA when available), cpu, cuda or cuda:N.
 _C.DEVICE = "auto"
@@ -202,13 +220,17 @@ def get_default_config() -> CN:
     return _C.clone()
 
 
-def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None) -> CN:
-    """Resolve defaults < BASE chain < `cfg_file` < `opts` into a frozen CfgNode.
+def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None, base_yaml: str | None = None) -> CN:
+    """Resolve defaults < `base_yaml` < BASE chain < `cfg_file` < `opts` into a frozen CfgNode.
 
     `opts` is a flat list `[KEY, VALUE, KEY, VALUE, ...]` with string values, as typed after
-    `--opts`. Raises UserError for a missing file, an unknown key or a value of the wrong type.
+    `--opts`; keys match case-insensitively. `base_yaml` is a resolved config as YAML text (the
+    one a checkpoint stores). Raises UserError for a missing file, an unknown key or name, or a
+    value of the wrong type.
     """
     cfg = get_default_config()
+    if base_yaml:
+        _merge_dict(cfg, yaml.safe_load(base_yaml) or {}, prefix="", source="the checkpoint's config")
     if cfg_file:
         _merge_file(cfg, cfg_file, chain=())
     if opts:
@@ -216,6 +238,23 @@ def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None) -
     _check_values(cfg)
     cfg.freeze()
     return cfg
+
+
+def flatten(node: CN, prefix: str = "") -> dict[str, Any]:
+    """{"DATA.BATCH_SIZE": 128, ...}: every leaf of the tree under its dotted key."""
+    leaves = {}
+    for key, value in node.items():
+        if isinstance(value, CN):
+            leaves.update(flatten(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def changed_from_defaults(cfg: CN) -> dict[str, Any]:
+    """The leaves of `cfg` whose values differ from the defaults in this file."""
+    defaults = flatten(_C)
+    return {key: value for key, value in flatten(cfg).items() if defaults.get(key) != value}
 
 
 def _merge_file(cfg: CN, path: str, chain: tuple[str, ...]) -> None:
@@ -244,8 +283,8 @@ def _merge_file(cfg: CN, path: str, chain: tuple[str, ...]) -> None:
 
 def _merge_dict(node: CN, data: dict, prefix: str, source: str) -> None:
     for key, value in data.items():
+        key = _resolve_key(node, str(key), f"{prefix}{key}")
         full_key = f"{prefix}{key}"
-        _check_key_exists(node, str(key), full_key)
         if isinstance(node[key], CN):
             if not isinstance(value, dict):
                 raise UserError(f"{full_key} is a section in {source}; give it KEY: value pairs, not {value!r}")
@@ -257,17 +296,25 @@ def _merge_dict(node: CN, data: dict, prefix: str, source: str) -> None:
 def _merge_opts(cfg: CN, opts: list[str]) -> None:
     if len(opts) % 2:
         raise UserError(f"--opts takes KEY VALUE pairs, but {opts[-1]!r} has no value")
-    for full_key, raw in zip(opts[0::2], opts[1::2]):
-        node = cfg
-        parts = full_key.split(".")
-        for depth, part in enumerate(parts):
-            _check_key_exists(node, part, ".".join(parts[: depth + 1]))
-            if depth < len(parts) - 1:
-                node = node[part]
-        leaf = parts[-1]
+    for typed_key, raw in zip(opts[0::2], opts[1::2]):
+        node, full_key, leaf = resolve_key_path(cfg, typed_key)
         if isinstance(node[leaf], CN):
             raise UserError(f"{full_key} is a section; set one of its keys, e.g. {full_key}.{next(iter(node[leaf]))}")
         node[leaf] = _coerce(_decode(raw), node[leaf], full_key)
+
+
+def resolve_key_path(cfg: CN, typed_key: str) -> tuple[CN, str, str]:
+    """(parent node, canonical dotted key, leaf name) for a key typed in any case, e.g. train.lr."""
+    node, resolved = cfg, []
+    parts = typed_key.split(".")
+    for depth, part in enumerate(parts):
+        part = _resolve_key(node, part, ".".join(resolved + parts[depth:depth + 1]))
+        resolved.append(part)
+        if depth < len(parts) - 1:
+            if not isinstance(node[part], CN):
+                raise UserError(f"{'.'.join(resolved)} is a key, not a section; see config.py for the valid keys")
+            node = node[part]
+    return node, ".".join(resolved), resolved[-1]
 
 
 def _all_keys(node: CN, prefix: str = "") -> list[str]:
@@ -279,9 +326,13 @@ def _all_keys(node: CN, prefix: str = "") -> list[str]:
     return keys
 
 
-def _check_key_exists(node: CN, key: str, full_key: str) -> None:
+def _resolve_key(node: CN, key: str, full_key: str) -> str:
+    """`key` as the config spells it (matching case-insensitively), or UserError with a suggestion."""
     if key in node:
-        return
+        return key
+    folded = [name for name in node if name.lower() == key.lower()]
+    if len(folded) == 1:
+        return folded[0]
     close = difflib.get_close_matches(full_key.upper(), _all_keys(_C), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]}?" if close else "; see config.py for the valid keys"
     raise UserError(f"unknown config key {full_key}{hint}")
@@ -316,21 +367,43 @@ def _coerce(value: Any, default: Any, full_key: str) -> Any:
                     f"(default {default!r}), got {value!r}")
 
 
+def _choices() -> dict[str, Sequence[str]]:
+    """Keys that name one of a fixed set of things, and the valid names."""
+    import models  # noqa: F401  (importing the zoo fills the model registry)
+    from data.build import DATASETS
+    from models.registry import list_models
+    from optimizer import OPTIMIZERS, SCHEDULERS
+
+    return {
+        "DATA.DATASET": list(DATASETS),
+        "DATA.INTERPOLATION": ("nearest", "bilinear", "bicubic"),
+        "MODEL.NAME": list_models(),
+        "MODEL.STEM": ("auto", "imagenet", "cifar"),
+        "MODEL.INIT": ("default", "kaiming", "xavier", "lecun"),
+        "MODEL.FREEZE": ("none", "backbone"),
+        "MODEL.CONVNEXT.NORM": ("layernorm", "batchnorm", "dyt"),
+        "TRAIN.MIXED_PRECISION": ("bf16", "fp16", "off"),
+        "TRAIN.LR_SCHEDULER.NAME": SCHEDULERS,
+        "TRAIN.OPTIMIZER.NAME": OPTIMIZERS,
+        "WANDB.MODE": ("online", "offline", "disabled"),
+        "SAVE.CHECKPOINTS": ("best_and_last", "best", "last", "none"),
+    }
+
+
 def _check_values(cfg: CN) -> None:
-    """Range checks that the types alone cannot express."""
+    """Spell every name the way the code knows it (`AlexNet` -> alexnet), then check ranges that
+    the types alone cannot express."""
+    for full_key, choices in _choices().items():
+        node, _, leaf = resolve_key_path(cfg, full_key)
+        node[leaf] = resolve_choice(full_key, node[leaf], choices)
+    subset = cfg.DATA.TRAIN_SUBSET
     checks = [
         (cfg.DATA.BATCH_SIZE >= 1, "DATA.BATCH_SIZE must be at least 1"),
         (cfg.DATA.IMG_SIZE >= 8, "DATA.IMG_SIZE must be at least 8 pixels"),
         (0.0 <= cfg.DATA.VAL_SPLIT < 1.0, "DATA.VAL_SPLIT must be in [0, 1)"),
+        (subset == 0 or 0 < subset < 1 or (subset >= 1 and subset.is_integer()),
+         f"DATA.TRAIN_SUBSET must be a fraction in (0, 1), a whole number of images, or 0 for all; got {subset}"),
         (cfg.DATA.STORED_SIZE in (96, 224), "DATA.STORED_SIZE must be 96 or 224"),
-        (cfg.DATA.INTERPOLATION in ("nearest", "bilinear", "bicubic"),
-         "DATA.INTERPOLATION must be one of nearest, bilinear, bicubic"),
-        (cfg.MODEL.STEM in ("auto", "imagenet", "cifar"), "MODEL.STEM must be auto, imagenet or cifar"),
-        (cfg.MODEL.INIT in ("default", "kaiming", "xavier", "lecun"),
-         "MODEL.INIT must be default, kaiming, xavier or lecun"),
-        (cfg.MODEL.FREEZE in ("none", "backbone"), "MODEL.FREEZE must be none or backbone"),
-        (cfg.MODEL.CONVNEXT.NORM in ("layernorm", "batchnorm", "dyt"),
-         "MODEL.CONVNEXT.NORM must be layernorm, batchnorm or dyt"),
         (cfg.MODEL.WIDTH_MULT > 0, "MODEL.WIDTH_MULT must be positive"),
         (cfg.MODEL.DROP_RATE == -1.0 or 0.0 <= cfg.MODEL.DROP_RATE < 1.0,
          "MODEL.DROP_RATE must be in [0, 1), or -1 for the model's default"),
@@ -340,13 +413,12 @@ def _check_values(cfg: CN) -> None:
         (0 <= cfg.TRAIN.START_EPOCH < cfg.TRAIN.EPOCHS, "TRAIN.START_EPOCH must be in [0, TRAIN.EPOCHS)"),
         (cfg.TRAIN.LR > 0, "TRAIN.LR must be positive"),
         (cfg.TRAIN.WARMUP_EPOCHS >= 0, "TRAIN.WARMUP_EPOCHS must be 0 or more"),
-        (cfg.TRAIN.MIXED_PRECISION in ("bf16", "fp16", "off"), "TRAIN.MIXED_PRECISION must be bf16, fp16 or off"),
+        (cfg.TRAIN.MAX_STEPS_PER_EPOCH >= 0, "TRAIN.MAX_STEPS_PER_EPOCH must be 0 (whole epochs) or more"),
         (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2, "TRAIN.OPTIMIZER.BETAS must hold two numbers, e.g. (0.9, 0.999)"),
         (0.0 <= cfg.AUG.HFLIP_PROB <= 1.0, "AUG.HFLIP_PROB must be in [0, 1]"),
         (cfg.AUG.CROP_PADDING >= 0, "AUG.CROP_PADDING must be 0 or more"),
         (cfg.AUG.COLOR_JITTER >= 0.0, "AUG.COLOR_JITTER must be 0 or more"),
         (len(cfg.SUBMISSION.HEADER.split(",")) == 2, "SUBMISSION.HEADER must name two columns, e.g. Id,Category"),
-        (cfg.WANDB.MODE in ("online", "offline", "disabled"), "WANDB.MODE must be online, offline or disabled"),
         (cfg.SAVE_FREQ >= 1, "SAVE_FREQ must be at least 1"),
         (cfg.PRINT_FREQ >= 1, "PRINT_FREQ must be at least 1"),
     ]

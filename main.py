@@ -1,8 +1,11 @@
 """Train, validate and predict: `python main.py --cfg configs/X.yaml [flags] [--opts KEY VALUE ...]`.
 
 The recipe, top to bottom: parse the config, build the model, optimizer and data, train with a
-val pass every epoch (checkpointing as it goes), then predict the test split with the best
-checkpoint and write submission.csv.
+val pass every epoch (checkpointing, plotting and summarising as it goes), then report on the
+val split and predict the test split with the best checkpoint.
+
+Other modes: `--eval` / `--predict` from any checkpoint, `--throughput` (images/s against batch
+size until out of memory), `--lr-find` (LR range test) and `--list-models`.
 """
 from __future__ import annotations
 
@@ -13,30 +16,46 @@ import random
 import sys
 import time
 import warnings
+from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from tqdm import tqdm
 
-from config import get_config
-from data import build_loader
+from config import changed_from_defaults, flatten, get_config
+from data import Loaders, build_loader
 from data.normalize import Normalize
 from models import build_model, list_models
 from models.complexity import count_macs, count_parameters, format_count
-from optimizer import build_optimizer, build_scheduler, check_scheduler_name
+from optimizer import build_optimizer, build_scheduler
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from utils.device import DeviceSetup, peak_memory_mb, resolve_device
+from utils.device import DeviceSetup, peak_memory, reset_peak_memory, resolve_device
 from utils.errors import UserError
 from utils.logger import create_logger
+from utils.lr_finder import MAX_LR, MIN_LR, lr_range_test
 from utils.metrics import ClassificationMeter
-from utils.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint, plan_run_dir
+from utils.plots import curves_figure, lr_find_figure, save_figure, throughput_figure
+from utils.run_dir import (BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint,
+                           new_timestamped_dir, plan_run_dir)
 from utils.submission import write_submission
-from utils.tracking import MetricsFile, WandbRun
+from utils.summary import summarize, write_summary
+from utils.throughput import default_batch_sizes, scan_throughput
+from utils.tracking import MetricsFile, StepsFile, WandbRun
+from utils.train_step import forward_backward, optimizer_step
+from utils.val_report import ValPredictions, grid_indices, write_val_report
 
-
-# Weight of each auxiliary classifier's loss (GoogLeNet, Szegedy et al., 2014).
-AUX_LOSS_WEIGHT = 0.3
+# Keys that fix a checkpoint's architecture and what its outputs mean: --eval and --predict
+# refuse a config that changes them.
+CHECKPOINT_IDENTITY_KEYS = ("MODEL.NAME", "MODEL.NUM_CLASSES", "MODEL.STEM", "MODEL.WIDTH_MULT", "MODEL.AUX_LOGITS",
+                            "MODEL.CONVNEXT.NORM", "DATA.DATASET", "DATA.IMG_SIZE")
+# Largest batch of the default --throughput scan on CPU, which never runs out of memory first.
+CPU_MAX_BATCH = 256
+# Largest batch of the default --throughput scan on CUDA when it has not run out of memory by then.
+CUDA_MAX_BATCH = 65536
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -46,37 +65,77 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see python main.py --help\n")
 
 
+def positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expects a positive whole number, got {text!r}")
+    return int(text)
+
+
+def batch_size_list(text: str) -> list[int]:
+    """"1,2,4,8" -> [1, 2, 4, 8] (sorted, without repeats); every item a positive integer."""
+    items = [item.strip() for item in text.split(",")]
+    bad = [item for item in items if not item.isdigit() or int(item) < 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"takes positive whole numbers separated by commas, e.g. 1,2,4,8; "
+                                         f"{bad[0]!r} is not one")
+    return sorted({int(item) for item in items})
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _OneLineErrorParser(description="Train an image classifier from a YAML config.")
-    parser.add_argument("--cfg", help="YAML config file (defaults only when omitted)")
+    parser.add_argument("--cfg", help="YAML config file (defaults only when omitted; --eval and --predict "
+                                      "take the checkpoint's own config when omitted)")
     parser.add_argument("--batch-size", type=int, help="DATA.BATCH_SIZE")
     parser.add_argument("--data-path", help="DATA.DATA_PATH")
     parser.add_argument("--output", help="OUTPUT: root folder for runs")
     parser.add_argument("--tag", help="TAG: name of the run folder")
     parser.add_argument("--resume", help="MODEL.RESUME: a checkpoint path, or 'auto' for this run's latest")
-    parser.add_argument("--eval", action="store_true", help="EVAL_MODE: only evaluate the --resume checkpoint")
+    parser.add_argument("--eval", action="store_true",
+                        help="EVAL_MODE: evaluate the --resume checkpoint on the val split; writes a report "
+                             "into an eval-<time> folder beside it")
+    parser.add_argument("--predict", action="store_true",
+                        help="write submission.csv from the --resume checkpoint into an eval-<time> folder beside it")
     parser.add_argument("--device", help="DEVICE: auto, cpu, cuda or cuda:N")
+    parser.add_argument("--throughput", action="store_true",
+                        help="time training steps at growing batch sizes until out of memory; writes "
+                             "throughput.csv and throughput.png")
+    parser.add_argument("--batch-sizes", type=batch_size_list,
+                        help="batch sizes for --throughput, e.g. 1,2,4 (default: 1, 2, 4, ... until out of memory)")
+    parser.add_argument("--max-batch", type=positive_int,
+                        help=f"largest batch of the default --throughput scan (default {CPU_MAX_BATCH} on CPU, "
+                             f"{CUDA_MAX_BATCH} on CUDA)")
+    parser.add_argument("--lr-find", action="store_true",
+                        help="LR range test: writes lr_find.png and prints the suggested TRAIN.LR")
     parser.add_argument("--list-models", action="store_true",
                         help="print every model with its parameters and MACs at --img-size, then exit")
     parser.add_argument("--img-size", type=int, default=224, help="input size for --list-models (default 224)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE pairs applied last, e.g. --opts TRAIN.LR 1e-3 TRAIN.EPOCHS 10")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    modes = [name for name, chosen in (("--eval/--predict", args.eval or args.predict),
+                                       ("--throughput", args.throughput), ("--lr-find", args.lr_find)) if chosen]
+    if len(modes) > 1:
+        parser.error(f"{' and '.join(modes)} cannot be combined; run them one at a time")
+    return args
 
 
-def config_from_args(args: argparse.Namespace):
-    """Flags become --opts pairs placed before the user's --opts, so --opts wins."""
+def config_from_args(args: argparse.Namespace, base_yaml: str | None = None):
+    """Flags become --opts pairs placed before the user's --opts, so --opts wins.
+
+    `base_yaml` (a checkpoint's stored config) replaces the defaults as the starting point; its
+    DEVICE is then replaced by auto, since the machine that wrote it may have had other devices.
+    """
     misplaced = [item for item in args.opts[0::2] if item.startswith("--")]
     if misplaced:
         raise UserError(f"{misplaced[0]} comes after --opts, which reads everything after it as KEY VALUE "
                         f"pairs; put flags before --opts")
     flags = {"DATA.BATCH_SIZE": args.batch_size, "DATA.DATA_PATH": args.data_path, "OUTPUT": args.output,
-             "TAG": args.tag, "MODEL.RESUME": args.resume, "DEVICE": args.device,
-             "EVAL_MODE": True if args.eval else None}
+             "TAG": args.tag, "MODEL.RESUME": args.resume,
+             "DEVICE": args.device or ("auto" if base_yaml else None), "EVAL_MODE": True if args.eval else None}
     # repr() keeps strings as strings when the config decodes literals (a TAG of "1e3" stays text).
     opts = [item for key, value in flags.items() if value is not None
             for item in (key, repr(value) if isinstance(value, str) else str(value))]
-    return get_config(args.cfg, opts + list(args.opts))
+    return get_config(args.cfg, opts + list(args.opts), base_yaml=base_yaml)
 
 
 def model_cost(cfg) -> tuple[int, int | None]:
@@ -109,32 +168,77 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass
+class TrainingParts:
+    """Everything a training step needs, built from the config and placed on the device."""
+    model: nn.Module  # the module whose state_dict is saved
+    forward_model: nn.Module  # what to call: the model, or its torch.compile wrapper
+    normalize: Normalize
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    setup: DeviceSetup
+    loaders: Loaders
+    criterion: nn.Module
+    parameters: int
+    macs: int
+
+
+def build_training_parts(cfg, device: torch.device) -> TrainingParts:
+    """Model, optimizer and data from the config. Fails on a typo before anything is written."""
+    model = build_model(cfg)
+    parameters, macs = model_cost(cfg)
+    if macs is None:
+        raise UserError(f"{cfg.MODEL.NAME} cannot take {cfg.DATA.IMG_SIZE} px images (its feature maps shrink to "
+                        f"nothing); raise DATA.IMG_SIZE, or try MODEL.STEM cifar if the model has that stem")
+    optimizer = build_optimizer(cfg, model)
+    loaders = build_loader(cfg)
+    setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE,
+                               cfg.TRAIN.CUDNN_BENCHMARK)
+    forward_model = setup.place(model)
+    normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
+    return TrainingParts(model, forward_model, normalize, optimizer, setup.grad_scaler(), setup, loaders,
+                         nn.CrossEntropyLoss(), parameters, macs)
+
+
+def plan_epoch(num_batches: int, accumulation_steps: int, max_steps: int) -> tuple[int, int]:
+    """(optimizer updates, batches) per epoch: every batch, or the first max_steps updates' worth."""
+    steps = math.ceil(num_batches / accumulation_steps)
+    if max_steps:
+        steps = min(steps, max_steps)
+    return steps, min(num_batches, steps * accumulation_steps)
+
+
 def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, scaler, setup: DeviceSetup,
-                    epoch: int, accumulation_steps: int, clip_grad: float, print_freq: int, logger) -> dict:
-    """One pass over `loader`, an optimizer update every `accumulation_steps` batches."""
+                    epoch: int, num_batches: int, accumulation_steps: int, clip_grad: float, print_freq: int,
+                    logger, log_steps) -> dict:
+    """The first `num_batches` batches of `loader`, an optimizer update every `accumulation_steps`.
+
+    Every iteration's loss and LR go to `log_steps(rows)` in chunks, once per print, which is
+    also the only time the loop waits for the device.
+    """
     model.train()
     meter = ClassificationMeter(setup.device)
+    pending_steps = []  # (global step, lr, loss on the device) since the last print
     start = time.perf_counter()
-    num_batches = len(loader)
-    progress = tqdm(loader, desc=f"train {epoch + 1}", leave=False, dynamic_ncols=True, disable=None)
+    progress = tqdm(islice(loader, num_batches), total=num_batches, desc=f"train {epoch + 1}", leave=False,
+                    dynamic_ncols=True, disable=None)
     optimizer.zero_grad(set_to_none=True)
     for i, (images, targets) in enumerate(progress):
-        images = normalize(images.to(setup.device, non_blocking=True))
-        targets = targets.to(setup.device, non_blocking=True)
-        with setup.autocast():
-            logits, loss = training_loss(model(images), targets, criterion)
-        scaler.scale(loss / accumulation_steps).backward()
+        lr = optimizer.param_groups[0]["lr"]
+        # The last group of an epoch may be shorter; its gradient is still an average over accumulation_steps.
+        logits, loss, targets = forward_backward(model, normalize, images, targets, criterion, scaler, setup,
+                                                 loss_divisor=accumulation_steps)
         if (i + 1) % accumulation_steps == 0 or i + 1 == num_batches:
-            if clip_grad > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, scaler, clip_grad)
             scheduler.step()
         meter.update(loss, logits, targets)
+        pending_steps.append((epoch * num_batches + i, lr, loss.detach().float()))
         if (i + 1) % print_freq == 0 or i + 1 == num_batches:
-            summary = meter.summary()  # the only host-device sync, once per print
+            summary = meter.summary()
+            losses = torch.stack([loss for _, _, loss in pending_steps]).tolist()
+            log_steps([{"global_step": step, "epoch": epoch, "lr": step_lr, "train_loss": step_loss}
+                       for (step, step_lr, _), step_loss in zip(pending_steps, losses)])
+            pending_steps.clear()
             stats = dict(loss=f"{summary['loss']:.4f}", acc=f"{summary['acc1']:.2f}",
                          lr=f"{optimizer.param_groups[0]['lr']:.2e}",
                          img_s=f"{meter.count / (time.perf_counter() - start):.0f}")
@@ -147,28 +251,27 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
             "epoch_time": elapsed, "images_per_sec": meter.count / elapsed}
 
 
-def training_loss(outputs, targets: torch.Tensor, criterion) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, loss). Models with auxiliary classifiers (GoogLeNet) return (logits, [aux_logits, ...])
-    in training; each auxiliary loss is added with weight AUX_LOSS_WEIGHT."""
-    if isinstance(outputs, tuple):
-        logits, aux_outputs = outputs
-        loss = criterion(logits, targets) + AUX_LOSS_WEIGHT * sum(criterion(aux, targets) for aux in aux_outputs)
-        return logits, loss
-    return outputs, criterion(outputs, targets)
-
-
 @torch.no_grad()
-def evaluate(model, normalize, loader, criterion, setup: DeviceSetup) -> dict:
-    """{"loss", "acc1", "acc5"} (accuracies in %) over a labelled loader."""
+def evaluate(model, normalize, loader, criterion, setup: DeviceSetup, keep_predictions: bool = False) -> dict:
+    """{"loss", "acc1", "acc5"} (accuracies in %) over a labelled loader, plus "predictions"
+    (ValPredictions, in loader order) with `keep_predictions`."""
     model.eval()
     meter = ClassificationMeter(setup.device)
+    kept = []
     for images, targets in tqdm(loader, desc="val", leave=False, dynamic_ncols=True, disable=None):
         images = normalize(images.to(setup.device, non_blocking=True))
         targets = targets.to(setup.device, non_blocking=True)
         with setup.autocast():
             logits = model(images)
         meter.update(criterion(logits.float(), targets), logits, targets)
-    return meter.summary()
+        if keep_predictions:
+            confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
+            kept.append((targets, predicted, confidence))
+    summary = meter.summary()
+    if keep_predictions:
+        targets, predicted, confidence = (torch.cat(column).cpu().numpy() for column in zip(*kept))
+        summary["predictions"] = ValPredictions(targets, predicted, confidence)
+    return summary
 
 
 @torch.no_grad()
@@ -183,6 +286,24 @@ def predict(model, normalize, loader, setup: DeviceSetup) -> list[int]:
     return torch.cat(predictions).tolist() if predictions else []
 
 
+def report_on_val(parts: TrainingParts, out_dir: str) -> tuple[dict, dict[str, str]]:
+    """Evaluate on the val split in order and write the val report into `out_dir`.
+
+    Returns (the metrics with their ValPredictions, {"predictions": png, "confusion": png}).
+    """
+    loaders = parts.loaders
+    loader = loaders.val_loader
+    if not isinstance(loader.sampler, SequentialSampler):  # TEST.SHUFFLE: ids must follow the split's order
+        loader = DataLoader(loaders.val_dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
+                            pin_memory=loader.pin_memory)
+    metrics = evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup,
+                       keep_predictions=True)
+    indices = grid_indices(len(loaders.val_dataset))
+    grid_images = np.stack([image.numpy() for image, _ in loaders.val_dataset.__getitems__(indices.tolist())])
+    paths = write_val_report(out_dir, metrics["predictions"], grid_images, loaders.class_names)
+    return metrics, paths
+
+
 def load_model_weights(model: nn.Module, state_dict: dict, path: str) -> None:
     try:
         model.load_state_dict(state_dict)
@@ -192,43 +313,65 @@ def load_model_weights(model: nn.Module, state_dict: dict, path: str) -> None:
                         f"MODEL.NUM_CLASSES against the run that wrote it") from None
 
 
-def run_eval_only(cfg, device: torch.device) -> None:
-    """--eval: report val loss and accuracy of the MODEL.RESUME checkpoint; writes nothing."""
-    logger = create_logger(None)
+def checkpoint_path_from(cfg) -> str:
+    """MODEL.RESUME as a file: `auto` is the newest run's best.pth (else last.pth)."""
     path = cfg.MODEL.RESUME
     if path == "auto":
         run_dir = latest_run_with_checkpoint(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET))
         if run_dir is None:
-            raise UserError("--eval with --resume auto found no run with a checkpoint; pass --resume PATH")
+            raise UserError("--resume auto found no run with a checkpoint; pass --resume PATH")
         best = os.path.join(run_dir, BEST_CHECKPOINT)
         path = best if os.path.isfile(best) else os.path.join(run_dir, LAST_CHECKPOINT)
     if not path:
-        raise UserError("--eval needs a checkpoint: pass --resume PATH (or --resume auto)")
-    model = build_model(cfg)
-    load_model_weights(model, load_checkpoint(path)["model"], path)
-    loaders = build_loader(cfg)
-    setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, compile=False,
-                               cudnn_benchmark=cfg.TRAIN.CUDNN_BENCHMARK)
-    forward_model = setup.place(model)
-    normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
-    metrics = evaluate(forward_model, normalize, loaders.val_loader, nn.CrossEntropyLoss(), setup)
-    logger.info("%s on %s val (%d images): loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
-                len(loaders.val_dataset), metrics["loss"], metrics["acc1"], metrics["acc5"])
+        raise UserError("--eval and --predict need a checkpoint: pass --resume PATH (or --resume auto)")
+    return path
+
+
+def check_config_matches_checkpoint(cfg, stored_cfg, path: str) -> None:
+    """UserError naming every CHECKPOINT_IDENTITY_KEYS key on which `cfg` differs from the checkpoint's."""
+    given, stored = flatten(cfg), flatten(stored_cfg)
+    differing = [f"{key} ({given[key]!r}; the checkpoint has {stored[key]!r})"
+                 for key in CHECKPOINT_IDENTITY_KEYS if given[key] != stored[key]]
+    if differing:
+        raise UserError(f"the config given differs from the one checkpoint {path} was trained with in "
+                        f"{', '.join(differing)}; leave out --cfg (and those --opts) to use the checkpoint's own")
+
+
+def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write_predictions: bool) -> None:
+    """--eval and --predict: score the val split and/or predict the test split with a checkpoint,
+    writing into an eval-<time> folder beside it. Without --cfg, the checkpoint's config is used."""
+    logger = create_logger(None)
+    path = checkpoint_path_from(cfg)
+    checkpoint = load_checkpoint(path)
+    stored_cfg = get_config(base_yaml=checkpoint["config"])
+    if args.cfg is None:
+        cfg = config_from_args(args, base_yaml=checkpoint["config"])
+    check_config_matches_checkpoint(cfg, stored_cfg, path)
+    cfg.defrost()
+    # The weights come from `path`, and compiling would cost more than the one pass it speeds up.
+    cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
+    cfg.freeze()
+    parts = build_training_parts(cfg, resolve_device(cfg.DEVICE))
+    load_model_weights(parts.model, checkpoint["model"], path)
+    out_dir = new_timestamped_dir(os.path.dirname(os.path.abspath(path)), prefix="eval-")
+    os.makedirs(out_dir)
+    if evaluate_val:
+        metrics, _ = report_on_val(parts, out_dir)
+        logger.info("%s on %s val (%d images): loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
+                    len(parts.loaders.val_dataset), metrics["loss"], metrics["acc1"], metrics["acc5"])
+    if write_predictions:
+        predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
+        write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
+        logger.info("%d test predictions of %s written", len(predictions), path)
+    logger.info("outputs in %s: %s", out_dir, ", ".join(sorted(os.listdir(out_dir))))
 
 
 def train(cfg, device: torch.device) -> str:
     """The full run; returns its folder."""
     logger = create_logger(None)
     seed_everything(cfg.SEED)
-    # Build everything that can fail on a typo before anything is written to disk.
-    model = build_model(cfg)
-    params, macs = model_cost(cfg)
-    if macs is None:
-        raise UserError(f"{cfg.MODEL.NAME} cannot take {cfg.DATA.IMG_SIZE} px images (its feature maps shrink to "
-                        f"nothing); raise DATA.IMG_SIZE, or try MODEL.STEM cifar if the model has that stem")
-    optimizer = build_optimizer(cfg, model)
-    check_scheduler_name(cfg)
-    loaders = build_loader(cfg)
+    parts = build_training_parts(cfg, device)
+    model, optimizer, scaler, loaders = parts.model, parts.optimizer, parts.scaler, parts.loaders
     run_dir, resume_path = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET),
                                         cfg.TAG, cfg.MODEL.RESUME)
     checkpoint = load_checkpoint(resume_path) if resume_path else None
@@ -240,19 +383,17 @@ def train(cfg, device: torch.device) -> str:
     with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
         f.write(cfg.dump())
     logger.info("run folder: %s", run_dir)
-
-    setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE,
-                               cfg.TRAIN.CUDNN_BENCHMARK)
     if device.type != "cuda":
         logger.info("running on %s: TRAIN.MIXED_PRECISION, CHANNELS_LAST, COMPILE and CUDNN_BENCHMARK "
                     "apply on CUDA only, so this run is plain fp32", device)
-    forward_model = setup.place(model)
-    normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
-    scaler = setup.grad_scaler()
+    if cfg.TRAIN.WARMUP_EPOCHS and 2 * cfg.TRAIN.WARMUP_EPOCHS >= cfg.TRAIN.EPOCHS:
+        logger.warning("warning: TRAIN.WARMUP_EPOCHS is %d of %d epochs, so the LR schedule barely starts before "
+                       "the run ends; lower TRAIN.WARMUP_EPOCHS for short runs", cfg.TRAIN.WARMUP_EPOCHS,
+                       cfg.TRAIN.EPOCHS)
     accumulation_steps = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
-    steps_per_epoch = math.ceil(len(loaders.train_loader) / accumulation_steps)
+    steps_per_epoch, batches_per_epoch = plan_epoch(len(loaders.train_loader), accumulation_steps,
+                                                    cfg.TRAIN.MAX_STEPS_PER_EPOCH)
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
-    criterion = nn.CrossEntropyLoss()
 
     start_epoch, best_acc1, wandb_id = cfg.TRAIN.START_EPOCH, 0.0, None
     if checkpoint is not None:
@@ -272,14 +413,24 @@ def train(cfg, device: torch.device) -> str:
                 scheduler.step()
 
     logger.info("%s: %s parameters, %s MACs per %d px image | %s: %d train, %d val, %d test images | "
-                "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(params), format_count(macs),
-                cfg.DATA.IMG_SIZE, cfg.DATA.DATASET, len(loaders.train_dataset),
+                "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(parts.parameters),
+                format_count(parts.macs), cfg.DATA.IMG_SIZE, cfg.DATA.DATASET, len(loaders.train_dataset),
                 len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS, steps_per_epoch, device)
-    metrics_file = MetricsFile(run_dir)
+    metrics_file, steps_file = MetricsFile(run_dir), StepsFile(run_dir)
     metrics_file.drop_epochs_from(start_epoch)
+    steps_file.drop_epochs_from(start_epoch)
     wandb_run = WandbRun(cfg.WANDB.MODE, cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
                          name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
-                         config=_config_as_dict(cfg), resume_id=wandb_id)
+                         config=_config_as_dict(cfg), resume_id=wandb_id, group=cfg.WANDB.GROUP)
+    keep_best = cfg.SAVE.CHECKPOINTS in ("best_and_last", "best")
+
+    def log_steps(rows: list[dict]) -> None:
+        steps_file.log(rows)
+        wandb_run.log_steps(rows)
+
+    def write_run_summary(status: str, error: str | None = None) -> None:
+        write_summary(run_dir, summarize(metrics_file.read(), status, cfg.TRAIN.EPOCHS, parts.parameters,
+                                         parts.macs, changed_from_defaults(cfg), error))
 
     def checkpoint_state(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -287,48 +438,136 @@ def train(cfg, device: torch.device) -> str:
                 "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(),
                 "wandb_id": wandb_run.run_id}
 
+    write_run_summary("running")
     try:
         for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):
             loaders.train_loader.sampler.set_epoch(epoch)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+            reset_peak_memory(device)
             lr = optimizer.param_groups[0]["lr"]
-            train_stats = train_one_epoch(forward_model, normalize, loaders.train_loader, criterion, optimizer,
-                                          scheduler, scaler, setup, epoch, accumulation_steps,
-                                          cfg.TRAIN.CLIP_GRAD, cfg.PRINT_FREQ, logger)
-            val_stats = evaluate(forward_model, normalize, loaders.val_loader, criterion, setup)
+            train_stats = train_one_epoch(parts.forward_model, parts.normalize, loaders.train_loader,
+                                          parts.criterion, optimizer, scheduler, scaler, parts.setup, epoch,
+                                          batches_per_epoch, accumulation_steps, cfg.TRAIN.CLIP_GRAD,
+                                          cfg.PRINT_FREQ, logger, log_steps)
+            val_stats = evaluate(parts.forward_model, parts.normalize, loaders.val_loader, parts.criterion,
+                                 parts.setup)
             is_best = val_stats["acc1"] > best_acc1
             best_acc1 = max(best_acc1, val_stats["acc1"])
             metrics = {"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
-                       "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"],
-                       "peak_memory_mb": peak_memory_mb(device)}
+                       "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"], **peak_memory(device)}
             metrics_file.log(metrics)
-            wandb_run.log(metrics, step=epoch)
+            wandb_run.log_epoch(metrics)
+            save_figure(curves_figure(metrics_file.read()), os.path.join(run_dir, "curves.png"))
             logger.info("epoch %d/%d  train loss %.4f acc@1 %.2f%% | val loss %.4f acc@1 %.2f%% acc@5 %.2f%% "
                         "| best %.2f%% | %.1fs, %.0f img/s", epoch + 1, cfg.TRAIN.EPOCHS, train_stats["train_loss"],
                         train_stats["train_acc1"], val_stats["loss"], val_stats["acc1"], val_stats["acc5"],
                         best_acc1, train_stats["epoch_time"], train_stats["images_per_sec"])
-            if is_best:
+            if is_best and keep_best:
                 save_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT), checkpoint_state(epoch))
             if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS:
                 save_checkpoint(os.path.join(run_dir, LAST_CHECKPOINT), checkpoint_state(epoch))
+            write_run_summary("running")
+        finish_run(cfg, parts, run_dir, wandb_run, best_acc1, logger)
     except KeyboardInterrupt:
+        write_run_summary("interrupted")
         logger.info("interrupted; continue with: python main.py --cfg ... --tag %s --resume auto",
                     os.path.basename(run_dir))
         wandb_run.finish()
         raise
-
-    best_path = os.path.join(run_dir, BEST_CHECKPOINT)
-    if os.path.isfile(best_path):
-        load_model_weights(model, load_checkpoint(best_path)["model"], best_path)
-    predictions = predict(forward_model, normalize, loaders.test_loader, setup)
-    write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
-    wandb_run.finish()
-    logger.info("best val acc@1 %.2f%%; %d test predictions written with the best checkpoint", best_acc1,
-                len(predictions))
+    except Exception as e:
+        write_run_summary("failed", error=f"{e.__class__.__name__}: {e}")
+        wandb_run.finish()
+        raise
+    write_run_summary("finished")
+    if cfg.SAVE.CHECKPOINTS in ("best", "none"):
+        os.remove(os.path.join(run_dir, LAST_CHECKPOINT))  # written only so that the run could resume
     logger.info("outputs in %s: %s", run_dir, ", ".join(sorted(
         name for name in os.listdir(run_dir) if not name.startswith(".") and name != "wandb")))
     return run_dir
+
+
+def finish_run(cfg, parts: TrainingParts, run_dir: str, wandb_run: WandbRun, best_acc1: float, logger) -> None:
+    """After the last epoch: the val report and submission.csv from the best checkpoint (the
+    final weights when SAVE.CHECKPOINTS keeps no best.pth)."""
+    best_path = os.path.join(run_dir, BEST_CHECKPOINT)
+    if os.path.isfile(best_path):
+        load_model_weights(parts.model, load_checkpoint(best_path)["model"], best_path)
+        weights = "the best checkpoint"
+    else:
+        weights = f"the final weights (SAVE.CHECKPOINTS {cfg.SAVE.CHECKPOINTS} keeps no best.pth)"
+    metrics, image_paths = report_on_val(parts, run_dir)
+    wandb_run.log_val_report(image_paths, metrics["predictions"].targets, metrics["predictions"].predicted,
+                             parts.loaders.class_names)
+    predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
+    write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
+    wandb_run.finish()
+    logger.info("best val acc@1 %.2f%%; val report and %d test predictions written with %s", best_acc1,
+                len(predictions), weights)
+
+
+def study_dir(cfg, kind: str) -> str:
+    """A fresh OUTPUT/<model>_<dataset>/<kind>-<time> folder for a study that is not a run."""
+    folder = new_timestamped_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET), prefix=f"{kind}-")
+    os.makedirs(folder)
+    return folder
+
+
+def run_throughput_scan(cfg, device: torch.device, batch_sizes: list[int] | None, max_batch: int | None) -> str:
+    """--throughput: images/s and memory against batch size, with the run's precision switches."""
+    logger = create_logger(None)
+    seed_everything(cfg.SEED)
+    parts = build_training_parts(cfg, device)
+    if batch_sizes is None:
+        batch_sizes = default_batch_sizes(max_batch or (CUDA_MAX_BATCH if device.type == "cuda" else CPU_MAX_BATCH))
+    train_loader = parts.loaders.train_loader
+
+    def make_loader(batch_size: int, num_batches: int) -> DataLoader:
+        # Drawn with replacement, so that a small data set still fills every batch.
+        sampler = RandomSampler(parts.loaders.train_dataset, replacement=True, num_samples=batch_size * num_batches)
+        return DataLoader(parts.loaders.train_dataset, batch_size=batch_size, sampler=sampler,
+                          num_workers=train_loader.num_workers, pin_memory=train_loader.pin_memory)
+
+    out_dir = study_dir(cfg, "throughput")
+    logger.info("throughput of %s on %s, %d px, on %s: batch sizes %s", cfg.MODEL.NAME, cfg.DATA.DATASET,
+                cfg.DATA.IMG_SIZE, device, ", ".join(map(str, batch_sizes)))
+    scan = scan_throughput(parts.forward_model, parts.normalize, parts.criterion, parts.optimizer, parts.scaler,
+                           parts.setup, make_loader, batch_sizes, cfg.DATA.IMG_SIZE, parts.loaders.num_classes)
+    table = pd.DataFrame(scan.rows)
+    table.to_csv(os.path.join(out_dir, "throughput.csv"), index=False, float_format="%.2f")
+    if scan.rows:
+        save_figure(throughput_figure(scan.rows), os.path.join(out_dir, "throughput.png"))
+        print(table.round(1).to_markdown(index=False))
+    if scan.out_of_memory_at is None:
+        logger.info("largest batch that fits: %s (no out-of-memory up to the largest batch size tried; raise "
+                    "--max-batch or pass --batch-sizes to go further)", scan.largest_fit)
+    elif scan.largest_fit is None:
+        logger.info("largest batch that fits: none (batch size %d already runs out of memory)",
+                    scan.out_of_memory_at)
+    else:
+        logger.info("largest batch that fits: %d (%d runs out of memory)", scan.largest_fit, scan.out_of_memory_at)
+    logger.info("outputs in %s: %s", out_dir, ", ".join(sorted(os.listdir(out_dir))))
+    return out_dir
+
+
+def run_lr_find(cfg, device: torch.device) -> float | None:
+    """--lr-find: the LR range test on the run's model, optimizer and data; saves nothing of the model."""
+    logger = create_logger(None)
+    seed_everything(cfg.SEED)
+    parts = build_training_parts(cfg, device)
+    out_dir = study_dir(cfg, "lr-find")
+    result = lr_range_test(parts.forward_model, parts.normalize, parts.loaders.train_loader, parts.criterion,
+                           parts.optimizer, parts.scaler, parts.setup)
+    pd.DataFrame({"lr": result.lrs, "loss": result.losses, "smoothed_loss": result.smoothed}).to_csv(
+        os.path.join(out_dir, "lr_find.csv"), index=False)
+    save_figure(lr_find_figure(result.lrs, result.smoothed, result.suggestion), os.path.join(out_dir, "lr_find.png"))
+    if result.suggestion is None:
+        logger.info("no suggestion: the loss diverged after only %d steps of the range %.0e to %.0e; check "
+                    "that the model trains at all with a short run at a small TRAIN.LR", len(result.lrs),
+                    MIN_LR, MAX_LR)
+    else:
+        logger.info("suggested LR: %.2e (steepest descent of the smoothed loss); train with --opts TRAIN.LR %.2e",
+                    result.suggestion, result.suggestion)
+    logger.info("outputs in %s: %s", out_dir, ", ".join(sorted(os.listdir(out_dir))))
+    return result.suggestion
 
 
 def _config_as_dict(node) -> dict:
@@ -342,9 +581,14 @@ def main(argv: list[str] | None = None) -> int:
             print_model_table(args.img_size)
             return 0
         cfg = config_from_args(args)
+        if cfg.EVAL_MODE or args.predict:
+            run_from_checkpoint(args, cfg, evaluate_val=cfg.EVAL_MODE, write_predictions=args.predict)
+            return 0
         device = resolve_device(cfg.DEVICE)
-        if cfg.EVAL_MODE:
-            run_eval_only(cfg, device)
+        if args.throughput:
+            run_throughput_scan(cfg, device, args.batch_sizes, args.max_batch)
+        elif args.lr_find:
+            run_lr_find(cfg, device)
         else:
             train(cfg, device)
     except UserError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utils.errors import UserError
+from utils.choices import resolve_choice
 from utils.lr_scheduler import ConstantSchedule, CosineSchedule, StepSchedule
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "radam")
@@ -33,7 +33,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias:
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     """TRAIN.OPTIMIZER.NAME over the model's trainable parameters, at TRAIN.LR."""
     opt = cfg.TRAIN.OPTIMIZER
-    name = opt.NAME.lower()
+    name = resolve_choice("TRAIN.OPTIMIZER.NAME", opt.NAME, OPTIMIZERS)
     groups = parameter_groups(model, cfg.TRAIN.WEIGHT_DECAY, cfg.TRAIN.DECAY_NORM_AND_BIAS)
     lr, betas = cfg.TRAIN.LR, tuple(opt.BETAS)
     if name == "sgd":
@@ -44,24 +44,14 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=opt.EPS)
     if name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, momentum=opt.MOMENTUM, eps=opt.EPS)
-    if name == "radam":
-        return torch.optim.RAdam(groups, lr=lr, betas=betas, eps=opt.EPS)
-    raise UserError(f"unknown TRAIN.OPTIMIZER.NAME {opt.NAME!r}; choose one of: {', '.join(OPTIMIZERS)}")
-
-
-def check_scheduler_name(cfg) -> None:
-    """Fail early, before any data is loaded, on an unknown TRAIN.LR_SCHEDULER.NAME."""
-    if cfg.TRAIN.LR_SCHEDULER.NAME.lower() not in SCHEDULERS:
-        raise UserError(f"unknown TRAIN.LR_SCHEDULER.NAME {cfg.TRAIN.LR_SCHEDULER.NAME!r}; "
-                        f"choose one of: {', '.join(SCHEDULERS)}")
+    return torch.optim.RAdam(groups, lr=lr, betas=betas, eps=opt.EPS)
 
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-update LambdaLR following TRAIN.LR_SCHEDULER with TRAIN.WARMUP_EPOCHS of warmup."""
-    check_scheduler_name(cfg)
     train = cfg.TRAIN
     common = dict(base_lr=train.LR, warmup_lr=train.WARMUP_LR, warmup_steps=train.WARMUP_EPOCHS * steps_per_epoch)
-    name = train.LR_SCHEDULER.NAME.lower()
+    name = resolve_choice("TRAIN.LR_SCHEDULER.NAME", train.LR_SCHEDULER.NAME, SCHEDULERS)
     if name == "cosine":
         schedule = CosineSchedule(**common, min_lr=train.MIN_LR, total_steps=train.EPOCHS * steps_per_epoch)
     elif name == "step":

@@ -14,6 +14,7 @@ from data import cifar, digits, medium_imagenet
 from data.dataset import ArrayStore, ImageDataset, ImageStore
 from data.sampler import EpochShuffleSampler
 from data.transforms import build_eval_transform, build_train_transform, unused_rand_augment_fields
+from utils.choices import resolve_choice
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -30,27 +31,31 @@ class DatasetSpec:
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    # (data_path, stored_size, img_size, download) -> {"train", "test"[, "val"]: (store, labels)}
-    load: Callable[[str, int, int, bool], Splits]
+    # (data_path, stored_size, img_size, download) ->
+    #     ({"train", "test"[, "val"]: (store, labels)}, class names)
+    load: Callable[[str, int, int, bool], tuple[Splits, list[str]]]
 
 
-def _load_digits(data_path: str, stored_size: int, img_size: int, download: bool) -> Splits:
+def _load_digits(data_path: str, stored_size: int, img_size: int, download: bool) -> tuple[Splits, list[str]]:
     images, labels = digits.load_digits_arrays(img_size)
     order = np.random.default_rng(0).permutation(len(images))
     num_test = int(round(len(images) * DIGITS_TEST_FRACTION))
     test, train = np.sort(order[:num_test]), np.sort(order[num_test:])
-    return {"train": (ArrayStore(images[train]), labels[train]), "test": (ArrayStore(images[test]), labels[test])}
+    splits = {"train": (ArrayStore(images[train]), labels[train]), "test": (ArrayStore(images[test]), labels[test])}
+    return splits, digits.CLASS_NAMES
 
 
-def _cifar_loader(name: str) -> Callable[[str, int, int, bool], Splits]:
-    def load(data_path: str, stored_size: int, img_size: int, download: bool) -> Splits:
-        arrays = cifar.load_cifar_arrays(name, data_path, download)
-        return {split: (ArrayStore(images), labels) for split, (images, labels) in arrays.items()}
+def _cifar_loader(name: str) -> Callable[[str, int, int, bool], tuple[Splits, list[str]]]:
+    def load(data_path: str, stored_size: int, img_size: int, download: bool) -> tuple[Splits, list[str]]:
+        arrays, class_names = cifar.load_cifar_arrays(name, data_path, download)
+        return {split: (ArrayStore(images), labels) for split, (images, labels) in arrays.items()}, class_names
     return load
 
 
-def _load_medium_imagenet(data_path: str, stored_size: int, img_size: int, download: bool) -> Splits:
-    return medium_imagenet.open_medium_imagenet(medium_imagenet.resolve_hdf5_path(data_path, stored_size))
+def _load_medium_imagenet(data_path: str, stored_size: int, img_size: int,
+                          download: bool) -> tuple[Splits, list[str]]:
+    path = medium_imagenet.resolve_hdf5_path(data_path, stored_size)
+    return medium_imagenet.open_medium_imagenet(path), medium_imagenet.read_class_names(path)
 
 
 DATASETS = {
@@ -65,15 +70,14 @@ DATASETS = {
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
-    """The DatasetSpec registered under `name`, or UserError listing the valid names."""
-    if name not in DATASETS:
-        raise UserError(f"unknown DATA.DATASET {name!r}; choose one of: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    """The DatasetSpec registered under `name` (in any case), or UserError suggesting the closest name."""
+    return DATASETS[resolve_choice("DATA.DATASET", name, DATASETS)]
 
 
 @dataclass
 class Loaders:
-    """What `build_loader` returns: three loaders, their datasets, and the normalisation stats."""
+    """What `build_loader` returns: three loaders, their datasets, the normalisation stats, and
+    the name of each class (the class index as text where the data set has no names)."""
     train_loader: DataLoader
     val_loader: DataLoader
     test_loader: DataLoader
@@ -83,6 +87,7 @@ class Loaders:
     num_classes: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    class_names: list[str]
 
 
 def split_train_val(num_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +95,19 @@ def split_train_val(num_images: int, val_fraction: float, seed: int) -> tuple[np
     order = np.random.default_rng(seed).permutation(num_images)
     num_val = max(1, int(round(num_images * val_fraction)))
     return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def choose_subset(indices: np.ndarray, subset: float, seed: int) -> np.ndarray:
+    """Sorted `indices` reduced to a fraction (0 < subset < 1) or a count (subset >= 1) of them,
+    chosen from `seed`; all of them for 0. A count larger than the split is an error."""
+    if subset == 0:
+        return indices
+    count = int(round(len(indices) * subset)) if subset < 1 else int(subset)
+    if count > len(indices):
+        raise UserError(f"DATA.TRAIN_SUBSET asks for {count} images but the train split has {len(indices)}; "
+                        f"lower it, or give a fraction such as 0.1")
+    chosen = np.random.default_rng(seed).permutation(len(indices))[:max(1, count)]
+    return np.sort(indices[chosen])
 
 
 def resolve_num_workers(requested: int) -> int:
@@ -106,7 +124,7 @@ def build_loader(cfg) -> Loaders:
     `data.normalize.Normalize(loaders.mean, loaders.std)`.
     """
     spec = get_dataset_spec(cfg.DATA.DATASET)
-    splits = spec.load(cfg.DATA.DATA_PATH, cfg.DATA.STORED_SIZE, cfg.DATA.IMG_SIZE, cfg.DATA.DOWNLOAD)
+    splits, class_names = spec.load(cfg.DATA.DATA_PATH, cfg.DATA.STORED_SIZE, cfg.DATA.IMG_SIZE, cfg.DATA.DOWNLOAD)
     img_size = cfg.DATA.IMG_SIZE
     train_store, train_labels = splits["train"]
     stored_size = train_store.image_size
@@ -123,8 +141,9 @@ def build_loader(cfg) -> Loaders:
         train_indices, val_indices = split_train_val(len(train_store), cfg.DATA.VAL_SPLIT, cfg.SEED)
         val_store, val_labels = train_store, train_labels
     else:
-        train_indices, val_indices = None, None
+        train_indices, val_indices = np.arange(len(train_store)), None
         val_store, val_labels = splits.get("val", splits["test"])
+    train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED)
     if val_labels is None:
         raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
 
@@ -151,4 +170,4 @@ def build_loader(cfg) -> Loaders:
         val_loader=make_loader(val_dataset, val_sampler, False),
         test_loader=make_loader(test_dataset, SequentialSampler(test_dataset), False),
         train_dataset=train_dataset, val_dataset=val_dataset, test_dataset=test_dataset,
-        num_classes=spec.num_classes, mean=spec.mean, std=spec.std)
+        num_classes=spec.num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names))

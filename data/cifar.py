@@ -42,8 +42,10 @@ CIFAR_VARIANTS = {
 }
 
 
-def load_cifar_arrays(name: str, root: str, download: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train": (images, labels), "test": (images, labels)}, images uint8 (N, 3, 32, 32).
+def load_cifar_arrays(name: str, root: str,
+                      download: bool) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """({"train": (images, labels), "test": (images, labels)}, class names from the meta file),
+    images uint8 (N, 3, 32, 32).
 
     `root` is the folder that holds (or will hold) torchvision's extracted folder; naming the
     extracted folder itself works too.
@@ -70,4 +72,4 @@ def load_cifar_arrays(name: str, root: str, download: bool) -> dict[str, tuple[n
                             f"copy {variant.folder} there by hand, or check the network") from None
         images = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))
         splits[split] = images, np.asarray(dataset.targets, dtype=np.int64)
-    return splits
+    return splits, list(dataset.classes)

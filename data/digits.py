@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 NUM_CLASSES = 10
+CLASS_NAMES = [str(digit) for digit in range(NUM_CLASSES)]
 MEAN = (0.31, 0.31, 0.31)
 STD = (0.32, 0.32, 0.32)
 

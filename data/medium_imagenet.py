@@ -17,6 +17,8 @@ NUM_CLASSES = 200
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
+# Datasets that may hold the 200 class names as strings, in label order; the first one found is used.
+CLASS_NAME_KEYS = ("class-names", "label-names", "classes")
 FILE_NAMES = ("medium-imagenet-nmep-{size}.hdf5", "medium-imagenet-{size}.hdf5")
 
 
@@ -100,6 +102,21 @@ def open_medium_imagenet(path: str) -> dict[str, tuple[HDF5Images, np.ndarray | 
             size = images.shape[2] if channels_last else images.shape[3]
             splits[split] = HDF5Images(path, split, len(images), size, channels_last), labels
     return splits
+
+
+def read_class_names(path: str) -> list[str]:
+    """The class names stored in the file (see CLASS_NAME_KEYS), or the class indices as text."""
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        for key in CLASS_NAME_KEYS:
+            if key in file:
+                names = [name.decode("utf-8") if isinstance(name, bytes) else str(name)
+                         for name in np.asarray(file[key][:]).reshape(-1)]
+                if len(names) != NUM_CLASSES:
+                    raise UserError(f"{path}: '{key}' holds {len(names)} names for {NUM_CLASSES} classes")
+                return names
+    return [str(index) for index in range(NUM_CLASSES)]
 
 
 def _check_image_shape(path: str, key: str, shape: tuple, dtype: np.dtype) -> bool:

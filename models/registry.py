@@ -9,7 +9,7 @@ from typing import Callable
 
 from torch import nn
 
-from utils.errors import UserError
+from utils.choices import resolve_choice
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -29,10 +29,8 @@ def list_models() -> list[str]:
 
 
 def get_model_constructor(name: str) -> Callable[..., nn.Module]:
-    """The constructor registered as `name`, or UserError listing the valid names."""
-    if name not in _MODELS:
-        raise UserError(f"unknown MODEL.NAME {name!r}; choose one of: {', '.join(list_models())}")
-    return _MODELS[name]
+    """The constructor registered as `name` (in any case), or UserError suggesting the closest name."""
+    return _MODELS[resolve_choice("MODEL.NAME", name, list_models())]
 
 
 def create_model(name: str, **kwargs) -> nn.Module:

@@ -122,7 +122,13 @@ def test_integers_are_accepted_for_float_keys_and_lists_for_tuples():
     (["TRAIN.OPTIMIZER.BETAS", "0.9"], "TRAIN.OPTIMIZER.BETAS expects a list"),
     (["TRAIN.LR"], "--opts takes KEY VALUE pairs"),
     (["TRAIN", "1"], "TRAIN is a section"),
-    (["WANDB.MODE", "sometimes"], "WANDB.MODE must be online, offline or disabled"),
+    (["WANDB.MODE", "sometimes"], "unknown WANDB.MODE 'sometimes'; choose one of: online, offline, disabled"),
+    (["MODEL.NAME", "resnet19"], "unknown MODEL.NAME 'resnet19'; did you mean resnet18? choose one of: alexnet,"),
+    (["DATA.DATASET", "cifar"], "unknown DATA.DATASET 'cifar'; did you mean cifar10?"),
+    (["SAVE.CHECKPOINTS", "all"], "unknown SAVE.CHECKPOINTS 'all'; choose one of: best_and_last, best, last, none"),
+    (["DATA.TRAIN_SUBSET", "2.5"], "DATA.TRAIN_SUBSET must be a fraction in (0, 1), a whole number of images"),
+    (["TRAIN.MAX_STEPS_PER_EPOCH", "-1"], "TRAIN.MAX_STEPS_PER_EPOCH must be 0"),
+    (["TRAIN.LR.X", "1"], "TRAIN.LR is a key, not a section"),
     (["DEVICE", "gpu"], "DEVICE must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_opts_raise_one_line_user_errors(opts, message):
@@ -187,3 +193,21 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
     cfg = get_config(str(path))
     model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_keys_and_names_match_in_any_case_when_unambiguous():
+    cfg = get_config(None, ["train.lr", "0.1", "Model.Name", "AlexNet", "data.dataset", "CIFAR10",
+                            "TRAIN.OPTIMIZER.NAME", "SGD", "save.checkpoints", "BEST"])
+    assert cfg.TRAIN.LR == 0.1 and cfg.MODEL.NAME == "alexnet" and cfg.DATA.DATASET == "cifar10"
+    assert cfg.TRAIN.OPTIMIZER.NAME == "sgd" and cfg.SAVE.CHECKPOINTS == "best"
+
+
+def test_a_stored_config_is_the_base_that_file_and_opts_override(tmp_path):
+    stored = get_config(None, ["MODEL.NAME", "resnet18", "TRAIN.LR", "0.5", "TRAIN.EPOCHS", "7"]).dump()
+    cfg = get_config(write(tmp_path / "a.yaml", "TRAIN:\n  EPOCHS: 9\n"), ["TRAIN.LR", "0.25"], base_yaml=stored)
+    assert (cfg.MODEL.NAME, cfg.TRAIN.EPOCHS, cfg.TRAIN.LR) == ("resnet18", 9, 0.25)
+
+
+def test_changed_from_defaults_lists_only_the_differing_leaves():
+    cfg = get_config(None, ["TRAIN.LR", "0.5", "MODEL.NAME", "alexnet", "TRAIN.EPOCHS", "30"])
+    assert config.changed_from_defaults(cfg) == {"TRAIN.LR": 0.5, "MODEL.NAME": "alexnet"}

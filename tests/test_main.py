@@ -9,6 +9,7 @@ import pytest
 
 import main
 from config import get_config
+from utils.train_step import training_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["DATA.NUM_WORKERS", "0", "WANDB.MODE", "disabled", "DATA.BATCH_SIZE", "64", "PRINT_FREQ", "5"]
@@ -45,7 +46,8 @@ def test_metrics_jsonl_has_one_line_per_epoch_with_the_documented_fields(tmp_pat
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     for row in rows:
         assert {"epoch", "lr", "train_loss", "train_acc1", "train_acc5", "val_loss", "val_acc1", "val_acc5",
-                "epoch_time", "images_per_sec", "peak_memory_mb"} <= set(row)
+                "epoch_time", "images_per_sec", "peak_rss_mb"} <= set(row)
+        assert "peak_memory_mb" not in row  # on CPU the number is the process's RSS, and is named so
         assert 0 <= row["val_acc1"] <= row["val_acc5"] <= 100 and row["images_per_sec"] > 0
 
 
@@ -105,21 +107,25 @@ def test_rerunning_a_tag_never_overwrites_its_checkpoints(tmp_path, capsys):
     train(tmp_path, epochs=1)
     before = (run_dir(tmp_path) / "last.pth").read_bytes()
     assert train(tmp_path, epochs=1) == 2
-    assert "already holds checkpoints; continue it with --resume auto" in capsys.readouterr().err
+    assert "already holds a run; continue it with --resume auto" in capsys.readouterr().err
     assert (run_dir(tmp_path) / "last.pth").read_bytes() == before
 
 
-def test_eval_only_reports_the_checkpoint_accuracy_and_writes_nothing(tmp_path, capsys):
+def test_eval_reports_the_checkpoint_accuracy_and_writes_only_an_eval_folder_beside_it(tmp_path, capsys):
     train(tmp_path, epochs=3)
     best = run_dir(tmp_path) / "best.pth"
-    files_before = sorted(os.listdir(run_dir(tmp_path)))
+    files_before = {name: (run_dir(tmp_path) / name).stat().st_mtime for name in os.listdir(run_dir(tmp_path))}
     capsys.readouterr()
     assert train(tmp_path, flags=["--eval", "--resume", str(best)]) == 0
     out = capsys.readouterr().out
     assert "digits val (359 images)" in out and "acc@1" in out
     best_val = max(row["val_acc1"] for row in read_metrics(run_dir(tmp_path)))
     assert f"acc@1 {best_val:.2f}%" in out
-    assert sorted(os.listdir(run_dir(tmp_path))) == files_before
+    (eval_dir,) = set(os.listdir(run_dir(tmp_path))) - set(files_before)
+    assert eval_dir.startswith("eval-")
+    assert sorted(os.listdir(run_dir(tmp_path) / eval_dir)) == [
+        "confusion.png", "per_class.csv", "predictions.png", "val_predictions.csv"]
+    assert {name: (run_dir(tmp_path) / name).stat().st_mtime for name in files_before} == files_before
 
 
 def test_resuming_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, capsys):
@@ -134,12 +140,14 @@ def test_resuming_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, capsy
     (["--cfg", "configs/missing.yaml"], "error: config file not found: configs/missing.yaml"),
     (["--opts", "TRAIN.LRR", "1"], "error: unknown config key TRAIN.LRR; did you mean TRAIN.LR?"),
     (["--opts", "TRAIN.EPOCHS", "ten"], "error: TRAIN.EPOCHS expects an integer"),
-    (["--opts", "MODEL.NAME", "resnet"], "error: unknown MODEL.NAME 'resnet'; choose one of: alexnet, "),
+    (["--opts", "MODEL.NAME", "resnet"], "error: unknown MODEL.NAME 'resnet'; did you mean resnet"),
+    (["--opts", "MODEL.NAME", "resnet19"], "error: unknown MODEL.NAME 'resnet19'; did you mean resnet18? choose one"),
     (["--opts", "DATA.DATASET", "mnist"], "error: unknown DATA.DATASET 'mnist'; choose one of: digits, cifar10"),
     (["--opts", "TRAIN.OPTIMIZER.NAME", "lamb"], "error: unknown TRAIN.OPTIMIZER.NAME 'lamb'; choose one of: sgd"),
     (["--opts", "TRAIN.LR_SCHEDULER.NAME", "poly"], "error: unknown TRAIN.LR_SCHEDULER.NAME 'poly'; choose one"),
     (["--resume", "nowhere.pth"], "error: checkpoint not found: nowhere.pth"),
-    (["--eval"], "error: --eval needs a checkpoint"),
+    (["--eval"], "error: --eval and --predict need a checkpoint: pass --resume PATH"),
+    (["--predict"], "error: --eval and --predict need a checkpoint: pass --resume PATH"),
     (["--data-path", "nowhere", "--opts", "DATA.DATASET", "cifar10"], "error: cifar10 not found or corrupt at "),
     (["--data-path", "nowhere.hdf5", "--opts", "DATA.DATASET", "medium_imagenet"],
      "error: MediumImageNet file not found: nowhere.hdf5"),
@@ -276,11 +284,11 @@ def test_training_loss_adds_auxiliary_losses_with_weight_0_3():
     criterion = torch.nn.CrossEntropyLoss()
     targets = torch.tensor([0, 1])
     logits, aux1, aux2 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
-    returned, loss = main.training_loss((logits, [aux1, aux2]), targets, criterion)
+    returned, loss = training_loss((logits, [aux1, aux2]), targets, criterion)
     assert returned is logits
     expected = criterion(logits, targets) + 0.3 * (criterion(aux1, targets) + criterion(aux2, targets))
     assert loss.item() == pytest.approx(expected.item())
-    assert main.training_loss(logits, targets, criterion)[1].item() == pytest.approx(criterion(logits, targets).item())
+    assert training_loss(logits, targets, criterion)[1].item() == pytest.approx(criterion(logits, targets).item())
 
 
 def test_googlenet_with_auxiliary_classifiers_trains_through_main(tmp_path):

@@ -96,12 +96,19 @@ def test_cosine_schedule_ends_at_min_lr_and_stays_there():
     assert schedule(0) == 1.0 and schedule(10) == pytest.approx(0.1) and schedule(15) == pytest.approx(0.1)
 
 
-def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(UserError, match="unknown TRAIN.OPTIMIZER.NAME 'adamx'; choose one of: sgd, adam, adamw"):
+def test_unknown_names_suggest_the_closest_and_list_the_valid_ones():
+    with pytest.raises(UserError, match="unknown TRAIN.OPTIMIZER.NAME 'adamx'; did you mean adam.? "
+                                        "choose one of: sgd, adam, adamw"):
         build(["TRAIN.OPTIMIZER.NAME", "adamx"])
-    cfg, _, opt = build(["TRAIN.LR_SCHEDULER.NAME", "poly"])
     with pytest.raises(UserError, match="unknown TRAIN.LR_SCHEDULER.NAME 'poly'; choose one of: cosine, step, constant"):
-        build_scheduler(cfg, opt, steps_per_epoch=1)
+        build(["TRAIN.LR_SCHEDULER.NAME", "poly"])
+
+
+def test_optimizer_and_scheduler_names_match_in_any_case():
+    cfg, _, optimizer = build(["TRAIN.OPTIMIZER.NAME", "SGD", "TRAIN.LR_SCHEDULER.NAME", "Step"])
+    assert cfg.TRAIN.OPTIMIZER.NAME == "sgd" and isinstance(optimizer, torch.optim.SGD)
+    assert cfg.TRAIN.LR_SCHEDULER.NAME == "step"
+    build_scheduler(cfg, optimizer, steps_per_epoch=1)
 
 
 def test_parameters_a_model_lists_in_no_weight_decay_are_exempt():

@@ -57,8 +57,16 @@ class DeviceSetup:
         return torch.compile(model) if self.compile else model
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated since the last reset on CUDA; peak resident memory of the process on CPU."""
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory measurement (CUDA only: a process's peak RSS cannot be reset)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """{"peak_memory_mb": GPU memory allocated at peak since the last reset} on CUDA, or
+    {"peak_rss_mb": the process's peak resident memory} on CPU, which counts far more than the
+    model (Python, the libraries, the data), hence its own name."""
+    if device.type == "cuda":
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

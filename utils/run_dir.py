@@ -5,6 +5,7 @@ import os
 import time
 
 from utils.errors import UserError
+from utils.summary import SUMMARY_FILE, read_summary
 
 LAST_CHECKPOINT = "last.pth"
 BEST_CHECKPOINT = "best.pth"
@@ -30,30 +31,37 @@ def plan_run_dir(parent: str, tag: str, resume: str) -> tuple[str, str]:
     """Choose the run folder (without creating it) and return (run_dir, checkpoint to resume or "").
 
     - resume "auto": continue the run named by `tag`, or without a tag the newest run that has a
-      checkpoint; a run with no checkpoint yet starts from scratch in that folder.
+      checkpoint; a run with no checkpoint yet starts from scratch in that folder, unless it
+      finished (its SAVE.CHECKPOINTS kept no last.pth), which is refused.
     - resume PATH: a new run folder (or the `tag` one) that starts from PATH.
-    - otherwise a new folder; an existing `tag` folder that already holds checkpoints is refused,
-      so that re-running never overwrites a previous run.
+    - otherwise a new folder; an existing `tag` folder that already holds a run (checkpoints or
+      a summary.json) is refused, so that re-running never overwrites a previous run.
     """
     if resume == "auto":
         run_dir = os.path.join(parent, tag) if tag else latest_run_with_checkpoint(parent)
         if run_dir is None:
-            run_dir = _new_timestamped_dir(parent)
+            run_dir = new_timestamped_dir(parent)
         last = os.path.join(run_dir, LAST_CHECKPOINT)
-        return run_dir, last if os.path.isfile(last) else ""
+        if os.path.isfile(last):
+            return run_dir, last
+        if (read_summary(run_dir) or {}).get("status") == "finished":
+            raise UserError(f"run {run_dir} has finished and kept no last.pth to continue from; start "
+                            f"another with a different --tag")
+        return run_dir, ""
     if tag:
         run_dir = os.path.join(parent, tag)
-        if any(os.path.isfile(os.path.join(run_dir, name)) for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)):
-            raise UserError(f"run folder {run_dir} already holds checkpoints; continue it with --resume auto "
+        if any(os.path.isfile(os.path.join(run_dir, name)) for name in (LAST_CHECKPOINT, BEST_CHECKPOINT,
+                                                                         SUMMARY_FILE)):
+            raise UserError(f"run folder {run_dir} already holds a run; continue it with --resume auto "
                             f"or start another with a different --tag")
     else:
-        run_dir = _new_timestamped_dir(parent)
+        run_dir = new_timestamped_dir(parent)
     return run_dir, resume
 
 
-def _new_timestamped_dir(parent: str) -> str:
-    """parent/YYYYmmdd-HHMMSS, with a -2, -3 ... suffix if that name is taken."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+def new_timestamped_dir(parent: str, prefix: str = "") -> str:
+    """parent/<prefix>YYYYmmdd-HHMMSS (not created), with a -2, -3 ... suffix if that name is taken."""
+    stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
     run_dir, suffix = os.path.join(parent, stamp), 1
     while os.path.exists(run_dir):
         suffix += 1

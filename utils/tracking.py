@@ -1,14 +1,15 @@
-"""Experiment tracking: metrics.jsonl in the run folder, and Weights & Biases when enabled.
+"""Experiment tracking: metrics.jsonl and steps.csv in the run folder, and Weights & Biases when enabled.
 
 wandb is imported only when WANDB.MODE is not "disabled", and a missing package or an
 unreachable server costs a warning, never the run.
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +36,67 @@ class MetricsFile:
             f.write(json.dumps(metrics) + "\n")
             f.flush()
 
+    def read(self) -> list[dict[str, Any]]:
+        """Every epoch logged so far, in order."""
+        return read_metrics(os.path.dirname(self.path))
+
+
+def read_metrics(run_dir: str) -> list[dict[str, Any]]:
+    """The rows of run_dir/metrics.jsonl ([] when there is none); a torn last line is skipped."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
+
+
+class StepsFile:
+    """run_dir/steps.csv: the train loss and learning rate of every iteration, with its global step."""
+
+    COLUMNS = ("global_step", "epoch", "lr", "train_loss")
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, "steps.csv")
+
+    def drop_epochs_from(self, epoch: int) -> None:
+        """Forget the steps of epochs >= `epoch`: a resumed run logs them again."""
+        if not os.path.isfile(self.path):
+            return
+        with open(self.path, encoding="utf-8", newline="") as f:
+            kept = [row for row in csv.DictReader(f) if int(row["epoch"]) < epoch]
+        tmp_path = f"{self.path}.tmp-{os.getpid()}"
+        with open(tmp_path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, self.COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp_path, self.path)
+
+    def log(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows holding the COLUMNS keys."""
+        new_file = not os.path.isfile(self.path)
+        with open(self.path, "a", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, self.COLUMNS)
+            if new_file:
+                writer.writeheader()
+            writer.writerows(rows)
+
 
 class WandbRun:
-    """A W&B run logging the config once and the epoch metrics after, or nothing at all.
+    """A W&B run logging the config once, then metrics and pictures, or nothing at all.
 
     `mode` is online, offline or disabled. Online falls back to offline when the server can't be
-    reached; offline runs print how to sync them later.
+    reached; offline runs print how to sync them later. Epoch metrics are plotted against
+    `epoch`, per-step ones (`step/...`) against `global_step`.
     """
 
     def __init__(self, mode: str, project: str, entity: str, name: str, run_dir: str, config: dict,
-                 resume_id: str | None = None):
+                 resume_id: str | None = None, group: str = ""):
         self.run = None
         if mode == "disabled":
             return
@@ -58,7 +110,8 @@ class WandbRun:
         for attempt_mode in ([mode, "offline"] if mode == "online" else [mode]):
             try:
                 self.run = wandb.init(project=project, entity=entity or None, name=name, dir=run_dir,
-                                      config=config, mode=attempt_mode, id=resume_id, resume="allow",
+                                      group=group or None, config=config, mode=attempt_mode, id=resume_id,
+                                      resume="allow",
                                       settings=wandb.Settings(init_timeout=60, console="off", silent=True))
                 break
             except Exception as e:  # network, auth, or service start-up failure: train anyway
@@ -67,14 +120,41 @@ class WandbRun:
             return
         if attempt_mode == "offline":
             logger.info("W&B: logging offline; sync later with: wandb sync %s", os.path.dirname(self.run.dir))
+        self.run.define_metric("epoch")
+        self.run.define_metric("global_step")
+        self.run.define_metric("step/*", step_metric="global_step")
+        self._epoch_keys: set[str] = set()
 
     @property
     def run_id(self) -> str | None:
         return self.run.id if self.run is not None else None
 
-    def log(self, metrics: dict[str, Any], step: int) -> None:
-        if self.run is not None:
-            self.run.log(metrics, step=step)
+    def log_epoch(self, metrics: dict[str, Any]) -> None:
+        """One epoch's metrics (holding `epoch`), plotted against the epoch."""
+        if self.run is None:
+            return
+        for key in metrics.keys() - self._epoch_keys - {"epoch"}:
+            self.run.define_metric(key, step_metric="epoch")
+            self._epoch_keys.add(key)
+        self.run.log(metrics)
+
+    def log_steps(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Per-iteration rows as StepsFile writes them, plotted against the global step."""
+        if self.run is None:
+            return
+        for row in rows:
+            self.run.log({"global_step": row["global_step"], "step/train_loss": row["train_loss"],
+                          "step/lr": row["lr"]})
+
+    def log_val_report(self, image_paths: dict[str, str], targets: Sequence[int], predicted: Sequence[int],
+                       class_names: Sequence[str]) -> None:
+        """The val report's pictures (e.g. {"predictions": path}) and W&B's own confusion matrix."""
+        if self.run is None:
+            return
+        wandb = self._wandb
+        self.run.log({**{name: wandb.Image(path) for name, path in image_paths.items()},
+                      "confusion_matrix": wandb.plot.confusion_matrix(y_true=list(targets), preds=list(predicted),
+                                                                      class_names=list(class_names))})
 
     def finish(self) -> None:
         if self.run is not None:

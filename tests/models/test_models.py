@@ -85,8 +85,11 @@ def test_build_model_sizes_the_head_from_the_dataset_or_the_config():
 
 
 def test_build_model_errors_name_the_problem():
-    with pytest.raises(UserError, match="unknown MODEL.NAME 'resnet19'; choose one of: alexnet, .*resnet18"):
+    with pytest.raises(UserError, match="unknown MODEL.NAME 'resnet19'; did you mean resnet18\\? "
+                                        "choose one of: alexnet, .*resnet18"):
         build_model(get_config(None, ["MODEL.NAME", "resnet19"]))
+    with pytest.raises(UserError, match="unknown MODEL.NAME 'resnet19'; did you mean resnet18\\?"):
+        create_model("resnet19")
     with pytest.raises(UserError, match="MODEL.NUM_CLASSES is 5 but cifar10 has 10 classes"):
         build_model(get_config(None, ["DATA.DATASET", "cifar10", "MODEL.NUM_CLASSES", "5"]))
 

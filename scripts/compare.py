@@ -1,0 +1,60 @@
+"""Compare runs: one graph per metric with every run's curve, and a table with one row per run.
+
+    python scripts/compare.py DIR... [--metric val_loss] [--metric val_acc1 ...] [--out compare.png]
+
+DIR is a run folder or a folder of runs (a sweep, an experiment folder). Runs are told apart by
+the config keys that differ between them (e.g. TRAIN.LR=0.0003). The table is also written as
+CSV beside the picture (compare.csv) and printed as markdown. --out defaults to compare.png in
+DIR when one DIR is given, else in the current folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.choices import resolve_choice  # noqa: E402
+from utils.compare import DEFAULT_METRICS, compare_runs, find_runs, markdown_table  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see python scripts/compare.py --help\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _OneLineErrorParser(description="Overlay the curves of several runs and tabulate them.")
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders, or folders of runs")
+    parser.add_argument("--metric", action="append", dest="metrics",
+                        help=f"a metrics.jsonl column to plot; repeat for more (default: {', '.join(DEFAULT_METRICS)})")
+    parser.add_argument("--out", help="the picture to write (default: compare.png in DIR, or here)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        records, problems = find_runs(args.dirs)
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        if not records:
+            raise UserError(f"no runs found in {', '.join(args.dirs)}; pass run folders (they hold config.yaml) "
+                            f"or folders that contain them")
+        known = sorted({key for record in records for row in record.rows for key in row} - {"epoch"})
+        metrics = [resolve_choice("--metric", metric, known) if known else metric
+                   for metric in (args.metrics or DEFAULT_METRICS)]
+        out = args.out or os.path.join(args.dirs[0] if len(args.dirs) == 1 else ".", "compare.png")
+        table = compare_runs(records, metrics, out)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(markdown_table(table))
+    print(f"wrote {out} and {os.path.splitext(out)[0]}.csv ({len(records)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

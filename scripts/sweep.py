@@ -1,0 +1,167 @@
+"""Run a grid of configs one after another and compare them.
+
+    python scripts/sweep.py --cfg CFG --grid KEY=V1,V2,... [--grid KEY2=...] [--name NAME]
+                            [--batch-size N] [--data-path P] [--output DIR] [--device D] [--opts KEY VALUE ...]
+
+Every combination of the grids' values is one run of main.py, tagged by its values (e.g.
+lr0.001), under OUTPUT/sweeps/NAME, in the W&B group NAME. Every combination is checked before
+the first run starts. Running the same command again skips the finished runs and resumes an
+interrupted one; a failing run does not stop the sweep. At the end, compare.png and compare.csv
+(scripts/compare.py) are written into the sweep folder. Sweeps keep only best.pth
+(SAVE.CHECKPOINTS best) unless the config or --opts choose otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import main as train_main  # noqa: E402
+from config import get_default_config, resolve_key_path  # noqa: E402
+from utils.compare import DEFAULT_METRICS, compare_runs, load_run, markdown_table  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+from utils.run_dir import experiment_dir  # noqa: E402
+from utils.summary import read_summary  # noqa: E402
+
+# What a sweep keeps of each run unless told otherwise: its best.pth, not last.pth.
+SWEEP_CHECKPOINTS = "best"
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see python scripts/sweep.py --help\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _OneLineErrorParser(description="Train every combination of config values and compare the runs.")
+    parser.add_argument("--cfg", required=True, help="the YAML config every run starts from")
+    parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                        help="a config key and its values; repeat for a Cartesian product")
+    parser.add_argument("--name", help="the sweep's folder under OUTPUT/sweeps and its W&B group "
+                                       "(default: the config's name and the grid's keys)")
+    for flag in ("--batch-size", "--data-path", "--output", "--device"):
+        parser.add_argument(flag, help=f"passed to main.py {flag}")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE pairs for every run")
+    return parser.parse_args(argv)
+
+
+def split_values(text: str) -> list[str]:
+    """"1e-3,3e-3" -> ["1e-3", "3e-3"]; commas inside brackets stay: "(0.9,0.99),(0.8,0.9)" is two values."""
+    values, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            values.append(current.strip())
+            current = ""
+        else:
+            current += char
+    values.append(current.strip())
+    return values
+
+
+def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
+    """[(canonical KEY, [values])] from "KEY=V1,V2" items; keys match in any case."""
+    defaults, grid = get_default_config(), []
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values.strip() or not key.strip():
+            raise UserError(f"--grid {item!r} must look like KEY=V1,V2,..., e.g. TRAIN.LR=1e-3,3e-3")
+        _, key, _ = resolve_key_path(defaults, key.strip())
+        if key in [existing for existing, _ in grid]:
+            raise UserError(f"--grid names {key} twice; give all its values in one --grid")
+        grid.append((key, split_values(values)))
+    return grid
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """The shortest dotted suffix of each key that no other key shares, lower-cased: TRAIN.LR -> lr."""
+    names = {}
+    for key in keys:
+        parts = key.lower().split(".")
+        for length in range(1, len(parts) + 1):
+            name = "_".join(parts[-length:])
+            if all(other.lower().split(".")[-length:] != parts[-length:] for other in keys if other != key):
+                break
+        names[key] = name
+    return names
+
+
+def run_tag(combination: dict[str, str], names: dict[str, str]) -> str:
+    """lr0.001-batch_size64: the run's folder name, safe for any file system."""
+    return "-".join(names[key] + re.sub(r"[^A-Za-z0-9.+_-]+", "_", value) for key, value in combination.items())
+
+
+def main_argv(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, combination: dict[str, str],
+              checkpoints: list[str]) -> list[str]:
+    flags = ["--cfg", args.cfg, "--output", sweep_dir, "--tag", tag, "--resume", "auto"]
+    for flag in ("batch_size", "data_path", "device"):
+        if getattr(args, flag) is not None:
+            flags += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+    pairs = [item for key, value in combination.items() for item in (key, value)]
+    return flags + ["--opts", "WANDB.GROUP", name, *checkpoints, *args.opts, *pairs]
+
+
+def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str]]]]:
+    """(sweep folder, [(run folder, main.py argv)]), every run's config checked."""
+    grid = parse_grid(args.grid)
+    names = short_names([key for key, _ in grid])
+    name = args.name or "-".join([os.path.splitext(os.path.basename(args.cfg))[0], *names.values()])
+    base_flags = ["--cfg", args.cfg] + (["--output", args.output] if args.output else [])
+    base = train_main.config_from_args(train_main.parse_args(base_flags + ["--opts", *args.opts]))
+    sweep_dir = os.path.join(base.OUTPUT, "sweeps", name)
+    chose_checkpoints = (base.SAVE.CHECKPOINTS != get_default_config().SAVE.CHECKPOINTS
+                         or any(key == "SAVE.CHECKPOINTS" for key, _ in grid))
+    checkpoints = [] if chose_checkpoints else ["SAVE.CHECKPOINTS", SWEEP_CHECKPOINTS]
+    runs = []
+    for values in itertools.product(*(values for _, values in grid)):
+        combination = dict(zip((key for key, _ in grid), values))
+        tag = run_tag(combination, names)
+        argv = main_argv(args, sweep_dir, name, tag, combination, checkpoints)
+        cfg = train_main.config_from_args(train_main.parse_args(argv))
+        runs.append((os.path.join(experiment_dir(sweep_dir, cfg.MODEL.NAME, cfg.DATA.DATASET), tag), argv))
+    folders = [folder for folder, _ in runs]
+    if len(set(folders)) < len(folders):
+        raise UserError("two grid values give the same run folder name; make the values differ in their text")
+    return sweep_dir, runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        sweep_dir, runs = plan(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"sweep {sweep_dir}: {len(runs)} runs", flush=True)
+    records = []
+    for number, (run_dir, run_argv) in enumerate(runs, start=1):
+        status = (read_summary(run_dir) or {}).get("status")
+        if status == "finished":
+            print(f"[{number}/{len(runs)}] {run_dir}: finished before, skipped", flush=True)
+            records.append(load_run(run_dir))
+            continue
+        print(f"[{number}/{len(runs)}] {run_dir}: {'resuming' if status else 'starting'}", flush=True)
+        result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *run_argv])
+        record = load_run(run_dir)
+        if result.returncode != 0:
+            print(f"[{number}/{len(runs)}] {run_dir}: failed with exit code {result.returncode}", flush=True)
+            record.status_override = f"failed (exit {result.returncode})"
+        records.append(record)
+    out = os.path.join(sweep_dir, "compare.png")
+    os.makedirs(sweep_dir, exist_ok=True)
+    table = compare_runs(records, DEFAULT_METRICS, out)
+    print(markdown_table(table))
+    print(f"wrote {out} and {os.path.splitext(out)[0]}.csv")
+    failed = [record for record in records if record.status != "finished"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Every picture the project draws: a run's curves, predictions and confusion matrix, the
+comparison of runs, the throughput scan and the LR range test.
+
+Each `*_figure` function returns a matplotlib Figure built with the object-oriented API (no
+pyplot, so no display and no global state), and `save_figure` writes it. Tests inspect the
+Figure objects (lines, titles), not pixels.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# Wrong predictions are drawn in this colour in the prediction grid.
+WRONG_COLOR = "tab:red"
+RIGHT_COLOR = "black"
+# Class names are written along the confusion matrix's axes up to this many classes.
+MAX_LABELLED_CLASSES = 30
+# Cell counts are written inside the confusion matrix up to this many classes.
+MAX_ANNOTATED_CLASSES = 12
+
+
+def save_figure(figure: Figure, path: str, dpi: int = 100) -> None:
+    """Write `figure` as PNG to `path` atomically, so that a reader never sees half a file."""
+    tmp_path = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        figure.savefig(tmp_path, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def curves_figure(rows: Sequence[dict]) -> Figure:
+    """Loss and acc@1, train and val, one point per epoch (x counted from 1), from metrics rows."""
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    epochs = [row["epoch"] + 1 for row in rows]
+    for axis, (name, label) in zip(figure.subplots(1, 2), (("loss", "loss"), ("acc1", "acc@1 (%)"))):
+        for split in ("train", "val"):
+            axis.plot(epochs, [row[f"{split}_{name}"] for row in rows], marker="o", markersize=3, label=split)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return figure
+
+
+def predictions_figure(images: np.ndarray, true_names: Sequence[str], predicted_names: Sequence[str],
+                       columns: int = 5) -> Figure:
+    """A grid of uint8 images (N, 3, H, W), each titled with its true and predicted class; wrong
+    predictions get a red title and frame."""
+    count = len(images)
+    rows = max(1, math.ceil(count / columns))
+    figure = Figure(figsize=(2.2 * columns, 2.5 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for axis in axes[count:]:
+        figure.delaxes(axis)
+    for axis, image, true, predicted in zip(axes, images, true_names, predicted_names):
+        axis.imshow(np.asarray(image).transpose(1, 2, 0))
+        color = RIGHT_COLOR if true == predicted else WRONG_COLOR
+        axis.set_title(f"true: {true}\npred: {predicted}", color=color, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        for spine in axis.spines.values():
+            spine.set_edgecolor(color)
+            spine.set_linewidth(1 if true == predicted else 3)
+    return figure
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
+    """The confusion matrix (rows: true class, columns: predicted), coloured by the share of
+    each true class, with counts written in the cells when there are few classes."""
+    num_classes = len(class_names)
+    size = min(16.0, 3 + 0.4 * num_classes)
+    figure = Figure(figsize=(size, size * 0.85), layout="constrained")
+    axis = figure.subplots()
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    shown = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(shown, ax=axis, label="share of the true class")
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    if num_classes <= MAX_LABELLED_CLASSES:
+        axis.set_xticks(range(num_classes), class_names, rotation=90)
+        axis.set_yticks(range(num_classes), class_names)
+    if num_classes <= MAX_ANNOTATED_CLASSES:
+        for true in range(num_classes):
+            for predicted in range(num_classes):
+                axis.text(predicted, true, int(matrix[true, predicted]), ha="center", va="center", fontsize=8,
+                          color="white" if shares[true, predicted] > 0.5 else "black")
+    return figure
+
+
+def comparison_figure(curves: dict[str, Sequence[dict]], metrics: Sequence[str]) -> Figure:
+    """One graph per metric, one line per run: `curves` maps a run's legend label to its
+    metrics rows. Runs without a metric are left out of that graph."""
+    figure = Figure(figsize=(6 * len(metrics), 4.5), layout="constrained")
+    for axis, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics), squeeze=False)).ravel(), metrics):
+        for label, rows in curves.items():
+            points = [(row["epoch"] + 1, row[metric]) for row in rows if row.get(metric) is not None]
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        if axis.get_lines():
+            axis.legend(fontsize=8)
+    return figure
+
+
+def throughput_figure(rows: Sequence[dict]) -> Figure:
+    """Images/s against batch size (log2 x): the model fed by the real loader, and the model alone."""
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.subplots()
+    sizes = [row["batch_size"] for row in rows]
+    axis.plot(sizes, [row["loader_images_per_sec"] for row in rows], marker="o", label="with the data loader")
+    axis.plot(sizes, [row["model_images_per_sec"] for row in rows], marker="s", label="model alone (synthetic batches)")
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("batch size")
+    axis.set_ylabel("training images/s")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    return figure
+
+
+def lr_find_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None) -> Figure:
+    """The smoothed training loss against the learning rate (log x), the suggestion marked."""
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.subplots()
+    axis.plot(lrs, losses, label="smoothed train loss")
+    if suggestion is not None:
+        axis.axvline(suggestion, color=WRONG_COLOR, linestyle="--", label=f"suggested LR {suggestion:.2e}")
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("loss")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    return figure

@@ -1,0 +1,63 @@
+"""summary.json: one file per run that says how it stands and how it did, kept current each epoch.
+
+Fields: status (running, finished, interrupted or failed, with `error` for a failure), epochs
+completed and planned, best val acc@1 and its epoch (counted from 1, as the log and the plots
+count), the last epoch's metrics, total train time, median images/s, parameters, MACs, peak
+memory (`peak_memory_mb` of the GPU, or `peak_rss_mb` of the process on CPU), and the config
+keys that differ from the defaults.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from typing import Any, Sequence
+
+SUMMARY_FILE = "summary.json"
+STATUSES = ("running", "finished", "interrupted", "failed")
+MEMORY_KEYS = ("peak_memory_mb", "peak_rss_mb")
+
+
+def summarize(rows: Sequence[dict], status: str, epochs_planned: int, parameters: int, macs: int | None,
+              changed_config: dict[str, Any], error: str | None = None) -> dict[str, Any]:
+    """The summary of a run from its metrics rows (one per epoch, as in metrics.jsonl)."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    summary: dict[str, Any] = {"status": status, "epochs_completed": len(rows), "epochs_planned": epochs_planned}
+    if error:
+        summary["error"] = error
+    if rows:
+        best = max(rows, key=lambda row: row["val_acc1"])  # the first epoch that reached the best
+        summary.update({
+            "best_val_acc1": best["val_acc1"], "best_epoch": best["epoch"] + 1, "last": dict(rows[-1]),
+            "train_time_s": sum(row["epoch_time"] for row in rows),
+            "median_images_per_sec": statistics.median(row["images_per_sec"] for row in rows),
+        })
+        for key in MEMORY_KEYS:
+            values = [row[key] for row in rows if key in row]
+            if values:
+                summary[key] = max(values)
+    summary.update({"parameters": parameters, "macs": macs, "config": changed_config,
+                    "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return summary
+
+
+def write_summary(run_dir: str, summary: dict[str, Any]) -> None:
+    """Write run_dir/summary.json atomically."""
+    path = os.path.join(run_dir, SUMMARY_FILE)
+    tmp_path = f"{path}.tmp-{os.getpid()}"
+    with open(tmp_path, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp_path, path)
+
+
+def read_summary(run_dir: str) -> dict[str, Any] | None:
+    """run_dir/summary.json, or None when it is missing or unreadable."""
+    try:
+        with open(os.path.join(run_dir, SUMMARY_FILE), encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None

@@ -1,0 +1,55 @@
+"""One training step, shared by the training loop, the throughput scan and the LR range test:
+uint8 images in, normalised on the device, forward under autocast, scaled backward, update."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from utils.device import DeviceSetup
+
+# Weight of each auxiliary classifier's loss (GoogLeNet, Szegedy et al., 2014).
+AUX_LOSS_WEIGHT = 0.3
+
+
+def training_loss(outputs, targets: torch.Tensor, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss). Models with auxiliary classifiers (GoogLeNet) return (logits, [aux_logits, ...])
+    in training; each auxiliary loss is added with weight AUX_LOSS_WEIGHT."""
+    if isinstance(outputs, tuple):
+        logits, aux_outputs = outputs
+        loss = criterion(logits, targets) + AUX_LOSS_WEIGHT * sum(criterion(aux, targets) for aux in aux_outputs)
+        return logits, loss
+    return outputs, criterion(outputs, targets)
+
+
+def forward_backward(model: nn.Module, normalize: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                     criterion, scaler: torch.amp.GradScaler, setup: DeviceSetup,
+                     loss_divisor: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move a uint8 batch to the device, run it forward and backward; gradients accumulate.
+
+    Returns (logits, loss, targets on the device). The backward pass sees loss / loss_divisor,
+    so that gradients summed over that many batches average them.
+    """
+    images = normalize(images.to(setup.device, non_blocking=True))
+    targets = targets.to(setup.device, non_blocking=True)
+    with setup.autocast():
+        logits, loss = training_loss(model(images), targets, criterion)
+    scaler.scale(loss / loss_divisor).backward()
+    return logits, loss, targets
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, clip_grad: float = 0.0) -> None:
+    """Apply the accumulated gradients (clipped to norm `clip_grad` when > 0) and clear them."""
+    if clip_grad > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def train_step(model: nn.Module, normalize: nn.Module, images: torch.Tensor, targets: torch.Tensor, criterion,
+               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, setup: DeviceSetup) -> torch.Tensor:
+    """One whole update on one batch; returns the loss (still on the device)."""
+    _, loss, _ = forward_backward(model, normalize, images, targets, criterion, scaler, setup)
+    optimizer_step(optimizer, scaler)
+    return loss

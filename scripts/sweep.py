@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import main as train_main  # noqa: E402
-from config import get_default_config, resolve_key_path  # noqa: E402
+from config import flatten, get_default_config, resolve_key_path  # noqa: E402
 from utils.compare import DEFAULT_METRICS, compare_runs, load_run, markdown_table  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.run_dir import experiment_dir  # noqa: E402
@@ -81,21 +81,29 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
-    """The shortest dotted suffix of each key that no other key shares, lower-cased: TRAIN.LR -> lr."""
+    """The shortest dotted suffix of each key that no other key shares, lower-cased: TRAIN.LR -> lr,
+    MODEL.NAME -> model (a bare "name" would say nothing)."""
     names = {}
     for key in keys:
         parts = key.lower().split(".")
+        if parts[-1] == "name" and len(parts) > 1:
+            parts = parts[:-1]
         for length in range(1, len(parts) + 1):
             name = "_".join(parts[-length:])
-            if all(other.lower().split(".")[-length:] != parts[-length:] for other in keys if other != key):
+            if all(other.lower().split(".")[-length:] != key.lower().split(".")[-length:]
+                   for other in keys if other != key):
                 break
         names[key] = name
     return names
 
 
 def run_tag(combination: dict[str, str], names: dict[str, str]) -> str:
-    """lr0.001-batch_size64: the run's folder name, safe for any file system."""
-    return "-".join(names[key] + re.sub(r"[^A-Za-z0-9.+_-]+", "_", value) for key, value in combination.items())
+    """lr1e-3-batch_size64-model_resnet18: the run's folder name, safe for any file system."""
+    parts = []
+    for key, value in combination.items():
+        value = re.sub(r"[^A-Za-z0-9.+_-]+", "_", value).strip("_") or "none"
+        parts.append(names[key] + ("" if re.match(r"[0-9.+-]", value) else "_") + value)
+    return "-".join(parts)
 
 
 def main_argv(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, combination: dict[str, str],
@@ -108,8 +116,8 @@ def main_argv(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, com
     return flags + ["--opts", "WANDB.GROUP", name, *checkpoints, *args.opts, *pairs]
 
 
-def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str]]]]:
-    """(sweep folder, [(run folder, main.py argv)]), every run's config checked."""
+def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict]]]:
+    """(sweep folder, [(run folder, main.py argv, flat config)]), every run's config checked."""
     grid = parse_grid(args.grid)
     names = short_names([key for key, _ in grid])
     name = args.name or "-".join([os.path.splitext(os.path.basename(args.cfg))[0], *names.values()])
@@ -125,8 +133,9 @@ def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str]]]]:
         tag = run_tag(combination, names)
         argv = main_argv(args, sweep_dir, name, tag, combination, checkpoints)
         cfg = train_main.config_from_args(train_main.parse_args(argv))
-        runs.append((os.path.join(experiment_dir(sweep_dir, cfg.MODEL.NAME, cfg.DATA.DATASET), tag), argv))
-    folders = [folder for folder, _ in runs]
+        runs.append((os.path.join(experiment_dir(sweep_dir, cfg.MODEL.NAME, cfg.DATA.DATASET), tag), argv,
+                     flatten(cfg)))
+    folders = [folder for folder, _, _ in runs]
     if len(set(folders)) < len(folders):
         raise UserError("two grid values give the same run folder name; make the values differ in their text")
     return sweep_dir, runs
@@ -141,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"sweep {sweep_dir}: {len(runs)} runs", flush=True)
     records = []
-    for number, (run_dir, run_argv) in enumerate(runs, start=1):
+    for number, (run_dir, run_argv, config) in enumerate(runs, start=1):
         status = (read_summary(run_dir) or {}).get("status")
         if status == "finished":
             print(f"[{number}/{len(runs)}] {run_dir}: finished before, skipped", flush=True)
@@ -150,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{number}/{len(runs)}] {run_dir}: {'resuming' if status else 'starting'}", flush=True)
         result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *run_argv])
         record = load_run(run_dir)
+        record.config = record.config or config  # a run that failed early wrote no config.yaml
         if result.returncode != 0:
             print(f"[{number}/{len(runs)}] {run_dir}: failed with exit code {result.returncode}", flush=True)
             record.status_override = f"failed (exit {result.returncode})"

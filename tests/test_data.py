@@ -769,3 +769,46 @@ def test_train_loader_reshuffles_per_epoch(cifar10):
     assert order0 != order1
     np.testing.assert_array_equal(labels_epoch0.numpy(), cifar10.train_labels[order0])
     np.testing.assert_array_equal(labels_epoch1.numpy(), cifar10.train_labels[order1])
+
+
+# --- class names and train subsets ---
+
+def test_class_names_come_from_the_data_set(cifar10, cifar100, medium_imagenet_factory):
+    import h5py
+
+    assert build_loader(digits_cfg()).class_names == [str(digit) for digit in range(10)]
+    assert build_loader(cifar_cfg("cifar10", cifar10.root)).class_names[:3] == ["airplane", "automobile", "bird"]
+    assert build_loader(cifar_cfg("cifar100", cifar100.root)).class_names[99] == "fine_99"
+    plain = medium_imagenet_factory("plain.hdf5")
+    assert build_loader(mi_cfg(plain.path)).class_names[:3] == ["0", "1", "2"]
+    named = medium_imagenet_factory("named.hdf5")
+    with h5py.File(named.path, "a") as f:
+        f.create_dataset("class-names", data=np.array([f"class {i}".encode() for i in range(200)]))
+    assert build_loader(mi_cfg(named.path)).class_names[199] == "class 199"
+
+
+def test_medium_imagenet_with_the_wrong_number_of_class_names_is_a_user_error(medium_imagenet_factory):
+    import h5py
+
+    fixture = medium_imagenet_factory()
+    with h5py.File(fixture.path, "a") as f:
+        f.create_dataset("class-names", data=np.array([b"a", b"b"]))
+    with pytest.raises(UserError, match="'class-names' holds 2 names for 200 classes"):
+        build_loader(mi_cfg(fixture.path))
+
+
+@pytest.mark.parametrize("subset, expected", [("0.25", 360), ("100", 100), ("0", 1438)])
+def test_train_subset_takes_a_fraction_or_a_count_chosen_from_the_seed(subset, expected):
+    loaders = build_loader(digits_cfg("DATA.TRAIN_SUBSET", subset))
+    assert len(loaders.train_dataset) == expected and len(loaders.val_dataset) == 359
+    again = build_loader(digits_cfg("DATA.TRAIN_SUBSET", subset)).train_dataset.indices
+    other_seed = build_loader(digits_cfg("DATA.TRAIN_SUBSET", subset, "SEED", "1")).train_dataset.indices
+    assert np.array_equal(loaders.train_dataset.indices, again)
+    assert np.array_equal(loaders.train_dataset.indices, np.sort(loaders.train_dataset.indices))
+    assert expected == 1438 or not np.array_equal(loaders.train_dataset.indices, other_seed)
+
+
+def test_train_subset_is_taken_from_what_val_split_leaves():
+    loaders = build_loader(digits_cfg("DATA.VAL_SPLIT", "0.5", "DATA.TRAIN_SUBSET", "0.5"))
+    assert len(loaders.train_dataset) == 360 and len(loaders.val_dataset) == 719
+    assert not set(loaders.train_dataset.indices) & set(loaders.val_dataset.indices)

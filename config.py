@@ -240,11 +240,12 @@ def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None, b
     return cfg
 
 
-def flatten(node: CN, prefix: str = "") -> dict[str, Any]:
-    """{"DATA.BATCH_SIZE": 128, ...}: every leaf of the tree under its dotted key."""
+def flatten(node: dict, prefix: str = "") -> dict[str, Any]:
+    """{"DATA.BATCH_SIZE": 128, ...}: every leaf of a config tree (a CfgNode, or the plain dict a
+    config.yaml loads as) under its dotted key."""
     leaves = {}
     for key, value in node.items():
-        if isinstance(value, CN):
+        if isinstance(value, dict):
             leaves.update(flatten(value, f"{prefix}{key}."))
         else:
             leaves[f"{prefix}{key}"] = value

@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         records, problems = find_runs(args.dirs)
-        for problem in problems:
-            print(f"warning: {problem}", file=sys.stderr)
         if not records:
             raise UserError(f"no runs found in {', '.join(args.dirs)}; pass run folders (they hold config.yaml) "
                             f"or folders that contain them")
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
         known = sorted({key for record in records for row in record.rows for key in row} - {"epoch"})
         metrics = [resolve_choice("--metric", metric, known) if known else metric
                    for metric in (args.metrics or DEFAULT_METRICS)]

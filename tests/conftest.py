@@ -165,6 +165,17 @@ def write_cifar100(root: Path, num_train: int = 20, num_test: int = 10, seed: in
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny convolutions run fastest on one thread, and do not stall when another process busies a core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def cifar10(tmp_path) -> CifarFixture:
     return write_cifar10(tmp_path / "cifar")
 

@@ -1,5 +1,6 @@
 """The LR range test: an exponential LR sweep, one step each, that stops when the loss diverges,
 and a suggestion where the smoothed loss falls fastest."""
+import itertools
 import math
 
 import numpy as np
@@ -15,13 +16,7 @@ from utils.lr_finder import SKIP_END, SKIP_START, lr_at_step, lr_range_test, sug
 MIN_LR, MAX_LR = 1e-4, 1.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and do not stall when another process busies a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def separable_batches(num_batches=4, batch_size=16, size=4, flipped_share=0.0):
@@ -49,7 +44,7 @@ def range_test(loader=None, num_steps=30, min_lr=MIN_LR, max_lr=MAX_LR):
 
 def losses_per_step(monkeypatch, loss_at):
     """Replace the training step with one whose loss at step i (counted from 0) is loss_at(i)."""
-    steps = iter(range(10**6))
+    steps = itertools.count()
     monkeypatch.setattr(utils.lr_finder, "train_step", lambda *args: torch.tensor(loss_at(next(steps))))
 
 

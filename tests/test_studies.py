@@ -94,15 +94,20 @@ def test_curves_are_redrawn_every_epoch_from_the_metrics(tmp_path, monkeypatch):
     assert [list(line.get_xdata()) for line in figure.axes[0].get_lines()] == [[1, 2, 3], [1, 2, 3]]
 
 
-def test_steps_csv_holds_every_iteration_and_a_resume_rewrites_its_epochs(tmp_path, monkeypatch):
+def interrupt_at_epoch(monkeypatch, interrupted_epoch):
+    """Make training raise KeyboardInterrupt (Ctrl-C) when it reaches `interrupted_epoch` (from 0)."""
     real_train_one_epoch = main.train_one_epoch
 
-    def interrupt_at_epoch_two(*args, **kwargs):
-        if args[8] == 2:
+    def train_one_epoch(*args, **kwargs):
+        if args[8] == interrupted_epoch:  # the epoch argument
             raise KeyboardInterrupt
         return real_train_one_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(main, "train_one_epoch", interrupt_at_epoch_two)
+    monkeypatch.setattr(main, "train_one_epoch", train_one_epoch)
+
+
+def test_steps_csv_holds_every_iteration_and_a_resume_rewrites_its_epochs(tmp_path, monkeypatch):
+    interrupt_at_epoch(monkeypatch, 2)
     assert quickstart(tmp_path, epochs=3) == 130
     folder = tmp_path / "lenet_digits" / "run"
     assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
@@ -211,14 +216,7 @@ def test_a_sweep_resumes_an_interrupted_run_goes_on_after_a_failure_and_keeps_no
     _, runs = sweep.plan(sweep.parse_args(argv))
     (lenet_dir, lenet_argv, _), (alexnet_dir, _, _) = runs
     assert os.path.basename(lenet_dir) == "model_lenet"
-    real_train_one_epoch = main.train_one_epoch
-
-    def interrupt_at_epoch_two(*args, **kwargs):
-        if args[8] == 1:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(main, "train_one_epoch", interrupt_at_epoch_two)
+    interrupt_at_epoch(monkeypatch, 1)
     assert main.main(lenet_argv) == 130
     monkeypatch.undo()
     capsys.readouterr()

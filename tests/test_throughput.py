@@ -14,13 +14,7 @@ IMAGE_SIZE = 32
 NUM_CLASSES = 10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run fastest on one thread, and do not stall when another process busies a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_loader(batch_size, num_batches):

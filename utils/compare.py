@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import pandas as pd
 import yaml
 
+from config import flatten
 from utils.plots import comparison_figure, save_figure
 from utils.summary import MEMORY_KEYS, read_summary
 from utils.tracking import read_metrics
@@ -44,22 +45,12 @@ class RunRecord:
         return "no metrics yet" if not self.rows else "no summary"
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def load_run(run_dir: str) -> RunRecord:
     """The record of one run folder; a missing folder or file gives an empty part, never an error."""
     record = RunRecord(run_dir)
     try:
         with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-            record.config = _flatten(yaml.safe_load(f) or {})
+            record.config = flatten(yaml.safe_load(f) or {})
     except (OSError, yaml.YAMLError):
         pass
     record.rows = read_metrics(run_dir)
@@ -106,15 +97,20 @@ def run_label(record: RunRecord, keys: Sequence[str]) -> str:
     return os.path.basename(os.path.normpath(record.run_dir))
 
 
+def _relative_folders(records: Sequence[RunRecord]) -> list[str]:
+    """Each run's folder relative to the runs' common parent: short, and different for every run."""
+    parents = [os.path.dirname(os.path.abspath(record.run_dir)) for record in records]
+    common = os.path.commonpath(parents) if parents else ""
+    return [os.path.relpath(os.path.abspath(record.run_dir), common) for record in records]
+
+
 def comparison_table(records: Sequence[RunRecord], keys: Sequence[str]) -> pd.DataFrame:
     """One row per run: its folder (relative to the runs' common parent), the differing keys, status, best val acc@1 and its epoch,
     epochs done, median epoch time and images/s, parameters and peak memory."""
     table = []
-    parents = [os.path.dirname(os.path.abspath(record.run_dir)) for record in records]
-    common = os.path.commonpath(parents) if parents else ""
-    for record in records:
+    for record, folder in zip(records, _relative_folders(records)):
         summary, rows = record.summary or {}, record.rows
-        row = {"run": os.path.relpath(os.path.abspath(record.run_dir), common), **{key: record.config.get(key) for key in keys}, "status": record.status,
+        row = {"run": folder, **{key: record.config.get(key) for key in keys}, "status": record.status,
                "best_val_acc1": max((r["val_acc1"] for r in rows), default=None),
                "best_epoch": (max(rows, key=lambda r: r["val_acc1"])["epoch"] + 1) if rows else None,
                "epochs": len(rows),
@@ -145,12 +141,11 @@ def compare_runs(records: Sequence[RunRecord], metrics: Sequence[str], out_png: 
     """Write the graphs to `out_png` and the table beside it (same name, .csv); return the table."""
     keys = differing_keys(records)
     labels = [run_label(record, keys) for record in records]
-    # Two runs with the same label (same keys) would share a legend entry: add their folders.
+    # Runs with the same label (same keys) would share a legend entry: add where each one lives.
+    folders = _relative_folders(records)
     curves = {}
-    for label, record in zip(labels, records):
-        if labels.count(label) > 1:
-            label = f"{label} ({os.path.basename(os.path.normpath(record.run_dir))})"
-        curves[label] = record.rows
+    for label, folder, record in zip(labels, folders, records):
+        curves[f"{label} ({folder})" if labels.count(label) > 1 else label] = record.rows
     save_figure(comparison_figure(curves, metrics), out_png)
     table = comparison_table(records, keys)
     table.to_csv(os.path.splitext(out_png)[0] + ".csv", index=False, float_format="%.4g")

@@ -366,18 +366,9 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
     logger.info("outputs in %s: %s", out_dir, ", ".join(sorted(os.listdir(out_dir))))
 
 
-def train(cfg, device: torch.device) -> str:
-    """The full run; returns its folder."""
-    logger = create_logger(None)
-    seed_everything(cfg.SEED)
-    parts = build_training_parts(cfg, device)
-    model, optimizer, scaler, loaders = parts.model, parts.optimizer, parts.scaler, parts.loaders
-    run_dir, resume_path = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET),
-                                        cfg.TAG, cfg.MODEL.RESUME)
-    checkpoint = load_checkpoint(resume_path) if resume_path else None
-    if checkpoint is not None:
-        load_model_weights(model, checkpoint["model"], resume_path)
-
+def open_run_dir(cfg, run_dir: str, device: torch.device):
+    """Create the run folder with its config.yaml and log.txt; returns the logger, which has said
+    where the run lives and what of the config it cannot honour."""
     os.makedirs(run_dir, exist_ok=True)
     logger = create_logger(run_dir)
     with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
@@ -390,27 +381,52 @@ def train(cfg, device: torch.device) -> str:
         logger.warning("warning: TRAIN.WARMUP_EPOCHS is %d of %d epochs, so the LR schedule barely starts before "
                        "the run ends; lower TRAIN.WARMUP_EPOCHS for short runs", cfg.TRAIN.WARMUP_EPOCHS,
                        cfg.TRAIN.EPOCHS)
-    accumulation_steps = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
-    steps_per_epoch, batches_per_epoch = plan_epoch(len(loaders.train_loader), accumulation_steps,
-                                                    cfg.TRAIN.MAX_STEPS_PER_EPOCH)
-    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
+    return logger
 
-    start_epoch, best_acc1, wandb_id = cfg.TRAIN.START_EPOCH, 0.0, None
+
+def restore_training_state(checkpoint: dict | None, optimizer, scheduler, scaler, start_epoch: int,
+                           steps_per_epoch: int) -> tuple[int, float, str | None]:
+    """(first epoch to train, best val acc@1 so far, W&B run id): from the checkpoint, whose
+    optimizer, scheduler, scaler and RNG states are restored, or else START_EPOCH, with the LR
+    schedule moved to where that epoch would have it."""
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
         restore_rng_state(checkpoint["rng"])
-        start_epoch, best_acc1, wandb_id = checkpoint["epoch"] + 1, checkpoint["best_acc1"], checkpoint["wandb_id"]
+        return checkpoint["epoch"] + 1, checkpoint["best_acc1"], checkpoint["wandb_id"]
+    # Stepping the schedule without optimizer updates is the point here, so torch's warning
+    # about that order does not apply.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start_epoch * steps_per_epoch):
+            scheduler.step()
+    return start_epoch, 0.0, None
+
+
+def train(cfg, device: torch.device) -> str:
+    """The full run; returns its folder."""
+    logger = create_logger(None)
+    seed_everything(cfg.SEED)
+    parts = build_training_parts(cfg, device)
+    model, optimizer, scaler, loaders = parts.model, parts.optimizer, parts.scaler, parts.loaders
+    run_dir, resume_path = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET),
+                                        cfg.TAG, cfg.MODEL.RESUME)
+    checkpoint = load_checkpoint(resume_path) if resume_path else None
+    if checkpoint is not None:
+        load_model_weights(model, checkpoint["model"], resume_path)
+
+    logger = open_run_dir(cfg, run_dir, device)
+    accumulation_steps = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
+    steps_per_epoch, batches_per_epoch = plan_epoch(len(loaders.train_loader), accumulation_steps,
+                                                    cfg.TRAIN.MAX_STEPS_PER_EPOCH)
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
+
+    start_epoch, best_acc1, wandb_id = restore_training_state(checkpoint, optimizer, scheduler, scaler,
+                                                              cfg.TRAIN.START_EPOCH, steps_per_epoch)
+    if checkpoint is not None:
         logger.info("resumed from %s: continuing with epoch %d (best val acc@1 so far %.2f%%)",
                     resume_path, start_epoch + 1, best_acc1)
-    elif start_epoch > 0:
-        # Put the LR schedule where START_EPOCH would have it; stepping it without optimizer
-        # updates is the point here, so torch's warning about that order does not apply.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(start_epoch * steps_per_epoch):
-                scheduler.step()
 
     logger.info("%s: %s parameters, %s MACs per %d px image | %s: %d train, %d val, %d test images | "
                 "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(parts.parameters),
@@ -478,8 +494,9 @@ def train(cfg, device: torch.device) -> str:
         wandb_run.finish()
         raise
     write_run_summary("finished")
-    if cfg.SAVE.CHECKPOINTS in ("best", "none"):
-        os.remove(os.path.join(run_dir, LAST_CHECKPOINT))  # written only so that the run could resume
+    last_path = os.path.join(run_dir, LAST_CHECKPOINT)
+    if cfg.SAVE.CHECKPOINTS in ("best", "none") and os.path.isfile(last_path):
+        os.remove(last_path)  # written only so that the run could resume
     logger.info("outputs in %s: %s", run_dir, ", ".join(sorted(
         name for name in os.listdir(run_dir) if not name.startswith(".") and name != "wandb")))
     return run_dir

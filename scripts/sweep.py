@@ -108,12 +108,15 @@ def run_tag(combination: dict[str, str], names: dict[str, str]) -> str:
 
 def main_argv(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, combination: dict[str, str],
               checkpoints: list[str]) -> list[str]:
-    flags = ["--cfg", args.cfg, "--output", sweep_dir, "--tag", tag, "--resume", "auto"]
+    flags = ["--cfg", args.cfg]
     for flag in ("batch_size", "data_path", "device"):
         if getattr(args, flag) is not None:
             flags += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     pairs = [item for key, value in combination.items() for item in (key, value)]
-    return flags + ["--opts", "WANDB.GROUP", name, *checkpoints, *args.opts, *pairs]
+    # Where the run lives comes last, so that no --opts can move it out of the sweep; repr()
+    # keeps the texts from being read as numbers.
+    place = ["OUTPUT", repr(sweep_dir), "TAG", repr(tag), "MODEL.RESUME", "'auto'"]
+    return flags + ["--opts", "WANDB.GROUP", repr(name), *checkpoints, *args.opts, *pairs, *place]
 
 
 def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict]]]:
@@ -157,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             records.append(load_run(run_dir))
             continue
         print(f"[{number}/{len(runs)}] {run_dir}: {'resuming' if status else 'starting'}", flush=True)
-        result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *run_argv])
+        try:
+            result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *run_argv])
+        except KeyboardInterrupt:  # Ctrl-C reaches the run too, which saves its place
+            print("sweep interrupted; run the same command again to go on where it stopped", file=sys.stderr)
+            return 130
         record = load_run(run_dir)
         record.config = record.config or config  # a run that failed early wrote no config.yaml
         if result.returncode != 0:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 # Wrong predictions are drawn in this colour in the prediction grid.
 WRONG_COLOR = "tab:red"
@@ -121,6 +121,7 @@ def throughput_figure(rows: Sequence[dict]) -> Figure:
     axis.plot(sizes, [row["loader_images_per_sec"] for row in rows], marker="o", label="with the data loader")
     axis.plot(sizes, [row["model_images_per_sec"] for row in rows], marker="s", label="model alone (synthetic batches)")
     axis.set_xscale("log", base=2)
+    axis.xaxis.set_major_formatter(ScalarFormatter())  # 256, not 2^8
     axis.set_xlabel("batch size")
     axis.set_ylabel("training images/s")
     axis.grid(alpha=0.3, which="both")

@@ -232,7 +232,7 @@ def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None, b
     if base_yaml:
         _merge_dict(cfg, yaml.safe_load(base_yaml) or {}, prefix="", source="the checkpoint's config")
     if cfg_file:
-        _merge_file(cfg, cfg_file, chain=())
+        _merge_file(cfg, cfg_file, chain=(), merged=set())
     if opts:
         _merge_opts(cfg, list(opts))
     _check_values(cfg)
@@ -258,10 +258,14 @@ def changed_from_defaults(cfg: CN) -> dict[str, Any]:
     return {key: value for key, value in flatten(cfg).items() if defaults.get(key) != value}
 
 
-def _merge_file(cfg: CN, path: str, chain: tuple[str, ...]) -> None:
+def _merge_file(cfg: CN, path: str, chain: tuple[str, ...], merged: set[str]) -> None:
+    """Merge `path` after its BASE files. A file reached twice (two BASE files sharing a base) is
+    merged once, the first time, so that it cannot undo what the files after it set."""
     real = os.path.realpath(path)
     if real in chain:
         raise UserError(f"config file {path} inherits from itself through BASE; remove the cycle")
+    if real in merged:
+        return
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path}; check the path given to --cfg or BASE")
     with open(path, encoding="utf-8") as f:
@@ -278,8 +282,9 @@ def _merge_file(cfg: CN, path: str, chain: tuple[str, ...]) -> None:
         bases = [bases]
     for base in bases:
         if base:
-            _merge_file(cfg, os.path.join(os.path.dirname(path), base), chain + (real,))
+            _merge_file(cfg, os.path.join(os.path.dirname(path), base), chain + (real,), merged)
     _merge_dict(cfg, data, prefix="", source=path)
+    merged.add(real)
 
 
 def _merge_dict(node: CN, data: dict, prefix: str, source: str) -> None:
@@ -291,7 +296,7 @@ def _merge_dict(node: CN, data: dict, prefix: str, source: str) -> None:
                 raise UserError(f"{full_key} is a section in {source}; give it KEY: value pairs, not {value!r}")
             _merge_dict(node[key], value, prefix=f"{full_key}.", source=source)
         else:
-            node[key] = _coerce(_decode(value), node[key], full_key)
+            node[key] = _parse_value(value, node[key], full_key)
 
 
 def _merge_opts(cfg: CN, opts: list[str]) -> None:
@@ -301,7 +306,7 @@ def _merge_opts(cfg: CN, opts: list[str]) -> None:
         node, full_key, leaf = resolve_key_path(cfg, typed_key)
         if isinstance(node[leaf], CN):
             raise UserError(f"{full_key} is a section; set one of its keys, e.g. {full_key}.{next(iter(node[leaf]))}")
-        node[leaf] = _coerce(_decode(raw), node[leaf], full_key)
+        node[leaf] = _parse_value(raw, node[leaf], full_key)
 
 
 def resolve_key_path(cfg: CN, typed_key: str) -> tuple[CN, str, str]:
@@ -351,6 +356,18 @@ def _decode(value: Any) -> Any:
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
                tuple: "a list", list: "a list"}
+
+
+def _parse_value(raw: Any, default: Any, full_key: str) -> Any:
+    """`raw` (from YAML or the command line) as the type of the key's default.
+
+    Text for a text key stays as typed even when it looks like a number (TAG 1e3, WANDB.PROJECT
+    0.10); decoding it would rewrite it as 1000.0 or 0.1.
+    """
+    value = _decode(raw)
+    if isinstance(default, str) and isinstance(raw, str) and not isinstance(value, str):
+        return raw
+    return _coerce(value, default, full_key)
 
 
 def _coerce(value: Any, default: Any, full_key: str) -> Any:

@@ -30,6 +30,7 @@ from config import changed_from_defaults, flatten, get_config
 from data import Loaders, build_loader
 from data.normalize import Normalize
 from models import build_model, list_models
+from models.build import resolve_num_classes
 from models.complexity import count_macs, count_parameters, format_count
 from optimizer import build_optimizer, build_scheduler
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -225,9 +226,11 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
     optimizer.zero_grad(set_to_none=True)
     for i, (images, targets) in enumerate(progress):
         lr = optimizer.param_groups[0]["lr"]
-        # The last group of an epoch may be shorter; its gradient is still an average over accumulation_steps.
+        # Each update averages the gradients of its group; the epoch's last group may be shorter.
+        group_start = i - i % accumulation_steps
+        group_size = min(accumulation_steps, num_batches - group_start)
         logits, loss, targets = forward_backward(model, normalize, images, targets, criterion, scaler, setup,
-                                                 loss_divisor=accumulation_steps)
+                                                 loss_divisor=group_size)
         if (i + 1) % accumulation_steps == 0 or i + 1 == num_batches:
             optimizer_step(optimizer, scaler, clip_grad)
             scheduler.step()
@@ -304,13 +307,23 @@ def report_on_val(parts: TrainingParts, out_dir: str) -> tuple[dict, dict[str, s
     return metrics, paths
 
 
-def load_model_weights(model: nn.Module, state_dict: dict, path: str) -> None:
+def load_model_weights(model: nn.Module, checkpoint: dict, path: str, cfg) -> None:
+    """Load the checkpoint's weights into `model`, built from `cfg`; a misfit names both sides."""
     try:
-        model.load_state_dict(state_dict)
+        model.load_state_dict(checkpoint["model"])
     except RuntimeError as e:
-        detail = str(e).splitlines()[0]
-        raise UserError(f"checkpoint {path} does not fit this model ({detail}); check MODEL.NAME and "
-                        f"MODEL.NUM_CLASSES against the run that wrote it") from None
+        # torch's first line only says "Error(s) in loading state_dict"; the next one says what.
+        details = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        detail = details[0][:160] if details else str(e).splitlines()[0]
+        try:
+            written = get_config(base_yaml=checkpoint["config"])
+            holds = (f"{written.MODEL.NAME} for {written.DATA.DATASET} "
+                     f"({resolve_num_classes(written)} classes)")
+        except UserError:  # a config from another version of this project
+            holds = "a model of another shape"
+        raise UserError(f"checkpoint {path} holds {holds}, which does not fit {cfg.MODEL.NAME} for "
+                        f"{cfg.DATA.DATASET} ({resolve_num_classes(cfg)} classes): {detail}; use a --cfg that "
+                        f"matches the checkpoint, or MODEL.PRETRAINED to start a new model from it") from None
 
 
 def checkpoint_path_from(cfg) -> str:
@@ -352,7 +365,7 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
     cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
     cfg.freeze()
     parts = build_training_parts(cfg, resolve_device(cfg.DEVICE))
-    load_model_weights(parts.model, checkpoint["model"], path)
+    load_model_weights(parts.model, checkpoint, path, cfg)
     out_dir = new_timestamped_dir(os.path.dirname(os.path.abspath(path)), prefix="eval-")
     os.makedirs(out_dir)
     if evaluate_val:
@@ -414,7 +427,7 @@ def train(cfg, device: torch.device) -> str:
                                         cfg.TAG, cfg.MODEL.RESUME)
     checkpoint = load_checkpoint(resume_path) if resume_path else None
     if checkpoint is not None:
-        load_model_weights(model, checkpoint["model"], resume_path)
+        load_model_weights(model, checkpoint, resume_path, cfg)
 
     logger = open_run_dir(cfg, run_dir, device)
     accumulation_steps = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
@@ -507,7 +520,7 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str, wandb_run: WandbRun, bes
     final weights when SAVE.CHECKPOINTS keeps no best.pth)."""
     best_path = os.path.join(run_dir, BEST_CHECKPOINT)
     if os.path.isfile(best_path):
-        load_model_weights(parts.model, load_checkpoint(best_path)["model"], best_path)
+        load_model_weights(parts.model, load_checkpoint(best_path), best_path, cfg)
         weights = "the best checkpoint"
     else:
         weights = f"the final weights (SAVE.CHECKPOINTS {cfg.SAVE.CHECKPOINTS} keeps no best.pth)"

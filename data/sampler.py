@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -22,7 +23,10 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        # Mixing (seed, epoch) through SeedSequence, not adding them, keeps seed 0 at epoch 1 from
+        # shuffling like seed 1 at epoch 0, so the runs of a seed sweep are not correlated.
+        mixed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0])
+        generator = torch.Generator().manual_seed(mixed)
         return iter(torch.randperm(self.length, generator=generator).tolist())
 
     def __len__(self) -> int:

@@ -211,3 +211,18 @@ def test_a_stored_config_is_the_base_that_file_and_opts_override(tmp_path):
 def test_changed_from_defaults_lists_only_the_differing_leaves():
     cfg = get_config(None, ["TRAIN.LR", "0.5", "MODEL.NAME", "alexnet", "TRAIN.EPOCHS", "30"])
     assert config.changed_from_defaults(cfg) == {"TRAIN.LR": 0.5, "MODEL.NAME": "alexnet"}
+
+
+def test_a_base_shared_by_two_bases_is_merged_once_and_cannot_undo_what_they_set(tmp_path):
+    write(tmp_path / "base.yaml", "TRAIN:\n  EPOCHS: 50\n  LR: 0.1\n")
+    write(tmp_path / "a.yaml", "BASE: [base.yaml]\nTRAIN:\n  EPOCHS: 100\n")
+    write(tmp_path / "b.yaml", "BASE: [base.yaml]\nTRAIN:\n  WEIGHT_DECAY: 0.5\n")
+    cfg = get_config(write(tmp_path / "run.yaml", "BASE: [a.yaml, b.yaml]\n"))
+    assert (cfg.TRAIN.EPOCHS, cfg.TRAIN.LR, cfg.TRAIN.WEIGHT_DECAY) == (100, 0.1, 0.5)
+
+
+def test_text_keys_keep_number_like_text_as_typed(tmp_path):
+    cfg = get_config(None, ["TAG", "1e3", "WANDB.PROJECT", "0.10"])
+    assert (cfg.TAG, cfg.WANDB.PROJECT) == ("1e3", "0.10")
+    cfg = get_config(write(tmp_path / "quoted.yaml", "TAG: \"1e3\"\nWANDB:\n  PROJECT: '0.10'\n"))
+    assert (cfg.TAG, cfg.WANDB.PROJECT) == ("1e3", "0.10")

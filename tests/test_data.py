@@ -812,3 +812,13 @@ def test_train_subset_is_taken_from_what_val_split_leaves():
     loaders = build_loader(digits_cfg("DATA.VAL_SPLIT", "0.5", "DATA.TRAIN_SUBSET", "0.5"))
     assert len(loaders.train_dataset) == 360 and len(loaders.val_dataset) == 719
     assert not set(loaders.train_dataset.indices) & set(loaders.val_dataset.indices)
+
+
+def test_neighbouring_seeds_and_epochs_shuffle_differently():
+    def order(seed, epoch):
+        sampler = EpochShuffleSampler(100, seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(0, 1) != order(1, 0)
+    assert order(3, 2) == order(3, 2) and sorted(order(3, 2)) == list(range(100))

@@ -132,7 +132,10 @@ def test_resuming_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, capsy
     train(tmp_path, epochs=1)
     last = str(run_dir(tmp_path) / "last.pth")
     assert train(tmp_path, "MODEL.NAME", "resnet18", tag="other", flags=["--resume", last]) == 2
-    assert "does not fit this model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {last} holds lenet for digits (10 classes), which does not fit "
+                          f"resnet18 for digits (10 classes): ")
+    assert "Missing key(s)" in err and err.count("\n") == 1
     assert not (tmp_path / "resnet18_digits").exists()
 
 
@@ -306,3 +309,29 @@ def test_linear_probe_changes_only_the_classifier(tmp_path):
     initial = main.build_model(get_config(None, ["MODEL.FREEZE", "backbone"])).state_dict()
     changed = sorted(key for key in trained if not torch.equal(trained[key], initial[key]))
     assert changed == ["fc.bias", "fc.weight"]
+
+
+def test_the_last_short_accumulation_group_averages_its_own_batches():
+    """10 identical batches with accumulation 4 make updates of 4, 4 and 2 batches: the same gradient each time."""
+    import logging
+
+    import torch
+    from torch import nn
+
+    from utils.device import DeviceSetup
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            norms.append(torch.cat([p.grad.flatten() for p in self.param_groups[0]["params"]]).norm().item())
+            return super().step(closure)
+
+    norms = []
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    batch = (torch.randn(8, 3, 2, 2), torch.randint(0, 3, (8,)))
+    optimizer = RecordingSGD(model.parameters(), lr=1e-9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    setup = DeviceSetup.create(torch.device("cpu"), "off", False, False, False)
+    main.train_one_epoch(model, nn.Identity(), [batch] * 10, nn.CrossEntropyLoss(), optimizer, scheduler,
+                         setup.grad_scaler(), setup, 0, 10, 4, 0.0, 5, logging.getLogger("test"), lambda rows: None)
+    assert len(norms) == 3 and norms[2] == pytest.approx(norms[0], rel=1e-4) and norms[1] == pytest.approx(norms[0])

@@ -397,16 +397,19 @@ def open_run_dir(cfg, run_dir: str, device: torch.device):
     return logger
 
 
-def restore_training_state(checkpoint: dict | None, optimizer, scheduler, scaler, start_epoch: int,
-                           steps_per_epoch: int) -> tuple[int, float, str | None]:
+def restore_training_state(checkpoint: dict | None, same_run: bool, optimizer, scheduler, scaler,
+                           start_epoch: int, steps_per_epoch: int) -> tuple[int, float | None, str | None]:
     """(first epoch to train, best val acc@1 so far, W&B run id): from the checkpoint, whose
     optimizer, scheduler, scaler and RNG states are restored, or else START_EPOCH, with the LR
-    schedule moved to where that epoch would have it."""
+    schedule moved to where that epoch would have it. A checkpoint of another run folder starts
+    a new run: no best yet (its first epoch writes best.pth) and a W&B run of its own."""
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
         restore_rng_state(checkpoint["rng"])
+        if not same_run:
+            return checkpoint["epoch"] + 1, None, None
         return checkpoint["epoch"] + 1, checkpoint["best_acc1"], checkpoint["wandb_id"]
     # Stepping the schedule without optimizer updates is the point here, so torch's warning
     # about that order does not apply.
@@ -414,7 +417,7 @@ def restore_training_state(checkpoint: dict | None, optimizer, scheduler, scaler
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(start_epoch * steps_per_epoch):
             scheduler.step()
-    return start_epoch, 0.0, None
+    return start_epoch, None, None
 
 
 def train(cfg, device: torch.device) -> str:
@@ -435,11 +438,15 @@ def train(cfg, device: torch.device) -> str:
                                                     cfg.TRAIN.MAX_STEPS_PER_EPOCH)
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
 
-    start_epoch, best_acc1, wandb_id = restore_training_state(checkpoint, optimizer, scheduler, scaler,
+    same_run = bool(resume_path) and os.path.dirname(os.path.abspath(resume_path)) == os.path.abspath(run_dir)
+    start_epoch, best_acc1, wandb_id = restore_training_state(checkpoint, same_run, optimizer, scheduler, scaler,
                                                               cfg.TRAIN.START_EPOCH, steps_per_epoch)
-    if checkpoint is not None:
+    if checkpoint is not None and same_run:
         logger.info("resumed from %s: continuing with epoch %d (best val acc@1 so far %.2f%%)",
                     resume_path, start_epoch + 1, best_acc1)
+    elif checkpoint is not None:
+        logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with epoch %d",
+                    resume_path, start_epoch + 1)
 
     logger.info("%s: %s parameters, %s MACs per %d px image | %s: %d train, %d val, %d test images | "
                 "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(parts.parameters),
@@ -479,8 +486,9 @@ def train(cfg, device: torch.device) -> str:
                                           cfg.PRINT_FREQ, logger, log_steps)
             val_stats = evaluate(parts.forward_model, parts.normalize, loaders.val_loader, parts.criterion,
                                  parts.setup)
-            is_best = val_stats["acc1"] > best_acc1
-            best_acc1 = max(best_acc1, val_stats["acc1"])
+            # The first epoch of a run is its best so far, even at 0% accuracy.
+            is_best = best_acc1 is None or val_stats["acc1"] > best_acc1
+            best_acc1 = val_stats["acc1"] if is_best else best_acc1
             metrics = {"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
                        "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"], **peak_memory(device)}
             metrics_file.log(metrics)
@@ -515,7 +523,8 @@ def train(cfg, device: torch.device) -> str:
     return run_dir
 
 
-def finish_run(cfg, parts: TrainingParts, run_dir: str, wandb_run: WandbRun, best_acc1: float, logger) -> None:
+def finish_run(cfg, parts: TrainingParts, run_dir: str, wandb_run: WandbRun, best_acc1: float | None,
+               logger) -> None:
     """After the last epoch: the val report and submission.csv from the best checkpoint (the
     final weights when SAVE.CHECKPOINTS keeps no best.pth)."""
     best_path = os.path.join(run_dir, BEST_CHECKPOINT)
@@ -530,7 +539,8 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str, wandb_run: WandbRun, bes
     predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
     write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
     wandb_run.finish()
-    logger.info("best val acc@1 %.2f%%; val report and %d test predictions written with %s", best_acc1,
+    best = f"{best_acc1:.2f}%" if best_acc1 is not None else "none (no epoch trained)"
+    logger.info("best val acc@1 %s; val report and %d test predictions written with %s", best,
                 len(predictions), weights)
 
 

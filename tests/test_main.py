@@ -335,3 +335,47 @@ def test_the_last_short_accumulation_group_averages_its_own_batches():
     main.train_one_epoch(model, nn.Identity(), [batch] * 10, nn.CrossEntropyLoss(), optimizer, scheduler,
                          setup.grad_scaler(), setup, 0, 10, 4, 0.0, 5, logging.getLogger("test"), lambda rows: None)
     assert len(norms) == 3 and norms[2] == pytest.approx(norms[0], rel=1e-4) and norms[1] == pytest.approx(norms[0])
+
+
+class FakeWandbRun:
+    """Stands in for utils.tracking.WandbRun: records which W&B run each training run asked to resume."""
+    resumed_ids: list = []
+
+    def __init__(self, *args, resume_id=None, **kwargs):
+        FakeWandbRun.resumed_ids.append(resume_id)
+        self.run_id = resume_id or f"wandb-{len(FakeWandbRun.resumed_ids)}"
+
+    def __getattr__(self, name):  # log_epoch, log_steps, log_val_report, finish
+        return lambda *args, **kwargs: None
+
+
+def constant_accuracy(monkeypatch, acc1):
+    real_evaluate = main.evaluate
+
+    def evaluate(*args, **kwargs):
+        return {**real_evaluate(*args, **kwargs), "acc1": acc1}
+
+    monkeypatch.setattr(main, "evaluate", evaluate)
+
+
+def test_a_run_that_never_beats_zero_accuracy_still_writes_best_pth(tmp_path, monkeypatch):
+    constant_accuracy(monkeypatch, 0.0)
+    assert train(tmp_path, epochs=2) == 0
+    folder = run_dir(tmp_path)
+    assert (folder / "best.pth").exists()
+    assert "test predictions written with the best checkpoint" in (folder / "log.txt").read_text()
+
+
+def test_a_run_started_from_another_runs_checkpoint_is_a_new_run_with_its_own_best_and_wandb_id(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(main, "WandbRun", FakeWandbRun)
+    FakeWandbRun.resumed_ids = []
+    constant_accuracy(monkeypatch, 50.0)
+    assert train(tmp_path, epochs=2) == 0
+    assert train(tmp_path, tag="fork", epochs=3, flags=["--resume", str(run_dir(tmp_path) / "last.pth")]) == 0
+    assert FakeWandbRun.resumed_ids == [None, None]  # the fork did not continue the first run's W&B run
+    fork = run_dir(tmp_path, tag="fork")
+    assert (fork / "best.pth").exists()
+    assert "as a new run (its own best.pth and W&B run): continuing with epoch 3" in (fork / "log.txt").read_text()
+    assert train(tmp_path, epochs=4, flags=["--resume", "auto"]) == 0  # continuing keeps its W&B run
+    assert FakeWandbRun.resumed_ids == [None, None, "wandb-1"]

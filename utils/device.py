@@ -1,6 +1,7 @@
 """The training device and the CUDA-only speed switches: mixed precision, channels_last, compile."""
 from __future__ import annotations
 
+import logging
 import resource
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -11,16 +12,30 @@ from torch import nn
 
 from utils.errors import UserError
 
+logger = logging.getLogger(__name__)
+
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" is CUDA when available, else CPU; an explicit CUDA device must exist."""
+    """"auto" is CUDA when available, else CPU; an explicit CUDA device must exist.
+
+    A CUDA device also becomes the current one, so that nothing (cuDNN, the allocator, NCCL)
+    touches GPU 0 when the run asked for another: on a shared server it may be someone else's.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"DEVICE is {name} but CUDA is not available here; use --device cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UserError(f"DEVICE is {name} but this machine has {count} GPU{'s' if count != 1 else ''} "
+                            f"(cuda:0 to cuda:{count - 1}); pick one of them, or set CUDA_VISIBLE_DEVICES")
+        device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+        torch.cuda.set_device(device)
+    return device
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,11 @@ class DeviceSetup:
         on_cuda = device.type == "cuda"
         if on_cuda:
             torch.backends.cudnn.benchmark = cudnn_benchmark
+            if mixed_precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+                # T4, V100, P100 (free Colab and Kaggle GPUs) emulate bf16, slowly.
+                logger.info("%s has no native bf16: TRAIN.MIXED_PRECISION bf16 runs as fp16 (with loss scaling)",
+                            torch.cuda.get_device_name(device))
+                mixed_precision = "fp16"
         return cls(device, AMP_DTYPES[mixed_precision] if on_cuda else None, on_cuda and channels_last,
                    on_cuda and compile)
 

@@ -34,18 +34,18 @@ from models.build import resolve_num_classes
 from models.complexity import count_macs, count_parameters, format_count
 from optimizer import build_optimizer, build_scheduler
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from utils.cli import OneLineErrorParser
 from utils.device import DeviceSetup, peak_memory, reset_peak_memory, resolve_device
 from utils.errors import UserError
 from utils.logger import create_logger
 from utils.lr_finder import MAX_LR, MIN_LR, lr_range_test
 from utils.metrics import ClassificationMeter
-from utils.plots import curves_figure, lr_find_figure, save_figure, throughput_figure
+from utils.plots import lr_find_figure, save_figure, throughput_figure
 from utils.run_dir import (BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint,
                            new_timestamped_dir, plan_run_dir)
 from utils.submission import write_submission
-from utils.summary import summarize, write_summary
 from utils.throughput import default_batch_sizes, scan_throughput
-from utils.tracking import MetricsFile, StepsFile, WandbRun
+from utils.tracking import RunTracker, WandbRun
 from utils.train_step import forward_backward, optimizer_step
 from utils.val_report import ValPredictions, grid_indices, write_val_report
 
@@ -57,13 +57,6 @@ CHECKPOINT_IDENTITY_KEYS = ("MODEL.NAME", "MODEL.NUM_CLASSES", "MODEL.STEM", "MO
 CPU_MAX_BATCH = 256
 # Largest batch of the default --throughput scan on CUDA when it has not run out of memory by then.
 CUDA_MAX_BATCH = 65536
-
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad flag ends like every other user error: one line, exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see python main.py --help\n")
 
 
 def positive_int(text: str) -> int:
@@ -83,7 +76,7 @@ def batch_size_list(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _OneLineErrorParser(description="Train an image classifier from a YAML config.")
+    parser = OneLineErrorParser("python main.py", description="Train an image classifier from a YAML config.")
     parser.add_argument("--cfg", help="YAML config file (defaults only when omitted; --eval and --predict "
                                       "take the checkpoint's own config when omitted)")
     parser.add_argument("--batch-size", type=int, help="DATA.BATCH_SIZE")
@@ -117,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        ("--throughput", args.throughput), ("--lr-find", args.lr_find)) if chosen]
     if len(modes) > 1:
         parser.error(f"{' and '.join(modes)} cannot be combined; run them one at a time")
+    if not args.throughput and (args.batch_sizes or args.max_batch):
+        parser.error("--batch-sizes and --max-batch belong to --throughput; add it, or leave them out")
     return args
 
 
@@ -376,7 +371,7 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
         predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
         write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
         logger.info("%d test predictions of %s written", len(predictions), path)
-    logger.info("outputs in %s: %s", out_dir, ", ".join(sorted(os.listdir(out_dir))))
+    log_outputs(logger, out_dir)
 
 
 def open_run_dir(cfg, run_dir: str, device: torch.device):
@@ -397,8 +392,17 @@ def open_run_dir(cfg, run_dir: str, device: torch.device):
     return logger
 
 
-def restore_training_state(checkpoint: dict | None, same_run: bool, optimizer, scheduler, scaler,
-                           start_epoch: int, steps_per_epoch: int) -> tuple[int, float | None, str | None]:
+def describe_run(cfg, parts: TrainingParts, steps_per_epoch: int, device: torch.device) -> str:
+    """One line: the model's size, the data's splits and the length of the run."""
+    loaders = parts.loaders
+    return (f"{cfg.MODEL.NAME}: {format_count(parts.parameters)} parameters, {format_count(parts.macs)} MACs per "
+            f"{cfg.DATA.IMG_SIZE} px image | {cfg.DATA.DATASET}: {len(loaders.train_dataset)} train, "
+            f"{len(loaders.val_dataset)} val, {len(loaders.test_dataset)} test images | {cfg.TRAIN.EPOCHS} epochs "
+            f"of {steps_per_epoch} steps on {device}")
+
+
+def restore_training_state(checkpoint: dict | None, resume_path: str, run_dir: str, optimizer, scheduler, scaler,
+                           start_epoch: int, steps_per_epoch: int, logger) -> tuple[int, float | None, str | None]:
     """(first epoch to train, best val acc@1 so far, W&B run id): from the checkpoint, whose
     optimizer, scheduler, scaler and RNG states are restored, or else START_EPOCH, with the LR
     schedule moved to where that epoch would have it. A checkpoint of another run folder starts
@@ -408,8 +412,12 @@ def restore_training_state(checkpoint: dict | None, same_run: bool, optimizer, s
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
         restore_rng_state(checkpoint["rng"])
-        if not same_run:
+        if os.path.dirname(os.path.abspath(resume_path)) != os.path.abspath(run_dir):
+            logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with epoch %d",
+                        resume_path, checkpoint["epoch"] + 2)
             return checkpoint["epoch"] + 1, None, None
+        logger.info("resumed from %s: continuing with epoch %d (best val acc@1 so far %.2f%%)",
+                    resume_path, checkpoint["epoch"] + 2, checkpoint["best_acc1"])
         return checkpoint["epoch"] + 1, checkpoint["best_acc1"], checkpoint["wandb_id"]
     # Stepping the schedule without optimizer updates is the point here, so torch's warning
     # about that order does not apply.
@@ -438,35 +446,16 @@ def train(cfg, device: torch.device) -> str:
                                                     cfg.TRAIN.MAX_STEPS_PER_EPOCH)
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
 
-    same_run = bool(resume_path) and os.path.dirname(os.path.abspath(resume_path)) == os.path.abspath(run_dir)
-    start_epoch, best_acc1, wandb_id = restore_training_state(checkpoint, same_run, optimizer, scheduler, scaler,
-                                                              cfg.TRAIN.START_EPOCH, steps_per_epoch)
-    if checkpoint is not None and same_run:
-        logger.info("resumed from %s: continuing with epoch %d (best val acc@1 so far %.2f%%)",
-                    resume_path, start_epoch + 1, best_acc1)
-    elif checkpoint is not None:
-        logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with epoch %d",
-                    resume_path, start_epoch + 1)
-
-    logger.info("%s: %s parameters, %s MACs per %d px image | %s: %d train, %d val, %d test images | "
-                "%d epochs of %d steps on %s", cfg.MODEL.NAME, format_count(parts.parameters),
-                format_count(parts.macs), cfg.DATA.IMG_SIZE, cfg.DATA.DATASET, len(loaders.train_dataset),
-                len(loaders.val_dataset), len(loaders.test_dataset), cfg.TRAIN.EPOCHS, steps_per_epoch, device)
-    metrics_file, steps_file = MetricsFile(run_dir), StepsFile(run_dir)
-    metrics_file.drop_epochs_from(start_epoch)
-    steps_file.drop_epochs_from(start_epoch)
+    start_epoch, best_acc1, wandb_id = restore_training_state(checkpoint, resume_path, run_dir, optimizer, scheduler,
+                                                              scaler, cfg.TRAIN.START_EPOCH, steps_per_epoch, logger)
+    logger.info(describe_run(cfg, parts, steps_per_epoch, device))
     wandb_run = WandbRun(cfg.WANDB.MODE, cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
                          name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
                          config=_config_as_dict(cfg), resume_id=wandb_id, group=cfg.WANDB.GROUP)
+    tracker = RunTracker(run_dir, start_epoch, wandb_run, dict(
+        epochs_planned=cfg.TRAIN.EPOCHS, parameters=parts.parameters, macs=parts.macs,
+        changed_config=changed_from_defaults(cfg)))
     keep_best = cfg.SAVE.CHECKPOINTS in ("best_and_last", "best")
-
-    def log_steps(rows: list[dict]) -> None:
-        steps_file.log(rows)
-        wandb_run.log_steps(rows)
-
-    def write_run_summary(status: str, error: str | None = None) -> None:
-        write_summary(run_dir, summarize(metrics_file.read(), status, cfg.TRAIN.EPOCHS, parts.parameters,
-                                         parts.macs, changed_from_defaults(cfg), error))
 
     def checkpoint_state(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -474,8 +463,8 @@ def train(cfg, device: torch.device) -> str:
                 "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(),
                 "wandb_id": wandb_run.run_id}
 
-    write_run_summary("running")
-    try:
+    resume_hint = f"python main.py --cfg ... --tag {os.path.basename(run_dir)} --resume auto"
+    with tracker.recording_interruptions(resume_hint):
         for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):
             loaders.train_loader.sampler.set_epoch(epoch)
             reset_peak_memory(device)
@@ -483,7 +472,7 @@ def train(cfg, device: torch.device) -> str:
             train_stats = train_one_epoch(parts.forward_model, parts.normalize, loaders.train_loader,
                                           parts.criterion, optimizer, scheduler, scaler, parts.setup, epoch,
                                           batches_per_epoch, accumulation_steps, cfg.TRAIN.CLIP_GRAD,
-                                          cfg.PRINT_FREQ, logger, log_steps)
+                                          cfg.PRINT_FREQ, logger, tracker.log_steps)
             val_stats = evaluate(parts.forward_model, parts.normalize, loaders.val_loader, parts.criterion,
                                  parts.setup)
             # The first epoch of a run is its best so far, even at 0% accuracy.
@@ -491,9 +480,7 @@ def train(cfg, device: torch.device) -> str:
             best_acc1 = val_stats["acc1"] if is_best else best_acc1
             metrics = {"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
                        "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"], **peak_memory(device)}
-            metrics_file.log(metrics)
-            wandb_run.log_epoch(metrics)
-            save_figure(curves_figure(metrics_file.read()), os.path.join(run_dir, "curves.png"))
+            tracker.log_epoch(metrics)
             logger.info("epoch %d/%d  train loss %.4f acc@1 %.2f%% | val loss %.4f acc@1 %.2f%% acc@5 %.2f%% "
                         "| best %.2f%% | %.1fs, %.0f img/s", epoch + 1, cfg.TRAIN.EPOCHS, train_stats["train_loss"],
                         train_stats["train_acc1"], val_stats["loss"], val_stats["acc1"], val_stats["acc5"],
@@ -502,24 +489,12 @@ def train(cfg, device: torch.device) -> str:
                 save_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT), checkpoint_state(epoch))
             if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS:
                 save_checkpoint(os.path.join(run_dir, LAST_CHECKPOINT), checkpoint_state(epoch))
-            write_run_summary("running")
         finish_run(cfg, parts, run_dir, wandb_run, best_acc1, logger)
-    except KeyboardInterrupt:
-        write_run_summary("interrupted")
-        logger.info("interrupted; continue with: python main.py --cfg ... --tag %s --resume auto",
-                    os.path.basename(run_dir))
-        wandb_run.finish()
-        raise
-    except Exception as e:
-        write_run_summary("failed", error=f"{e.__class__.__name__}: {e}")
-        wandb_run.finish()
-        raise
-    write_run_summary("finished")
+    tracker.set_status("finished")
     last_path = os.path.join(run_dir, LAST_CHECKPOINT)
     if cfg.SAVE.CHECKPOINTS in ("best", "none") and os.path.isfile(last_path):
         os.remove(last_path)  # written only so that the run could resume
-    logger.info("outputs in %s: %s", run_dir, ", ".join(sorted(
-        name for name in os.listdir(run_dir) if not name.startswith(".") and name != "wandb")))
+    log_outputs(logger, run_dir)
     return run_dir
 
 
@@ -542,6 +517,12 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str, wandb_run: WandbRun, bes
     best = f"{best_acc1:.2f}%" if best_acc1 is not None else "none (no epoch trained)"
     logger.info("best val acc@1 %s; val report and %d test predictions written with %s", best,
                 len(predictions), weights)
+
+
+def log_outputs(logger, folder: str) -> None:
+    """The last line of every mode: where its files are (hidden files and W&B's folder left out)."""
+    names = sorted(name for name in os.listdir(folder) if not name.startswith(".") and name != "wandb")
+    logger.info("outputs in %s: %s", folder, ", ".join(names))
 
 
 def study_dir(cfg, kind: str) -> str:
@@ -584,7 +565,7 @@ def run_throughput_scan(cfg, device: torch.device, batch_sizes: list[int] | None
                     scan.out_of_memory_at)
     else:
         logger.info("largest batch that fits: %d (%d runs out of memory)", scan.largest_fit, scan.out_of_memory_at)
-    logger.info("outputs in %s: %s", out_dir, ", ".join(sorted(os.listdir(out_dir))))
+    log_outputs(logger, out_dir)
     return out_dir
 
 
@@ -606,7 +587,7 @@ def run_lr_find(cfg, device: torch.device) -> float | None:
     else:
         logger.info("suggested LR: %.2e (steepest descent of the smoothed loss); train with --opts TRAIN.LR %.2e",
                     result.suggestion, result.suggestion)
-    logger.info("outputs in %s: %s", out_dir, ", ".join(sorted(os.listdir(out_dir))))
+    log_outputs(logger, out_dir)
     return result.suggestion
 
 

@@ -16,17 +16,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.choices import resolve_choice  # noqa: E402
+from utils.cli import OneLineErrorParser  # noqa: E402
 from utils.compare import DEFAULT_METRICS, compare_runs, find_runs, markdown_table  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see python scripts/compare.py --help\n")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _OneLineErrorParser(description="Overlay the curves of several runs and tabulate them.")
+    parser = OneLineErrorParser("python scripts/compare.py",
+                                description="Overlay the curves of several runs and tabulate them.")
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders, or folders of runs")
     parser.add_argument("--metric", action="append", dest="metrics",
                         help=f"a metrics.jsonl column to plot; repeat for more (default: {', '.join(DEFAULT_METRICS)})")

@@ -24,6 +24,7 @@ sys.path.insert(0, REPO)
 
 import main as train_main  # noqa: E402
 from config import flatten, get_default_config, resolve_key_path  # noqa: E402
+from utils.cli import OneLineErrorParser  # noqa: E402
 from utils.compare import DEFAULT_METRICS, compare_runs, load_run, markdown_table  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.run_dir import experiment_dir  # noqa: E402
@@ -33,13 +34,9 @@ from utils.summary import read_summary  # noqa: E402
 SWEEP_CHECKPOINTS = "best"
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see python scripts/sweep.py --help\n")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _OneLineErrorParser(description="Train every combination of config values and compare the runs.")
+    parser = OneLineErrorParser("python scripts/sweep.py",
+                                description="Train every combination of config values and compare the runs.")
     parser.add_argument("--cfg", required=True, help="the YAML config every run starts from")
     parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
                         help="a config key and its values; repeat for a Cartesian product")
@@ -172,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
             record.status_override = f"failed (exit {result.returncode})"
         records.append(record)
     out = os.path.join(sweep_dir, "compare.png")
-    os.makedirs(sweep_dir, exist_ok=True)
     table = compare_runs(records, DEFAULT_METRICS, out)
     print(markdown_table(table))
     print(f"wrote {out} and {os.path.splitext(out)[0]}.csv")

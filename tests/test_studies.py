@@ -12,6 +12,7 @@ import torch
 
 import main
 import utils.compare
+import utils.tracking
 import utils.val_report
 from utils.val_report import grid_indices
 
@@ -86,8 +87,8 @@ def test_a_quickstart_run_writes_its_pictures_tables_and_a_summary_naming_the_be
 def test_curves_are_redrawn_every_epoch_from_the_metrics(tmp_path, monkeypatch):
     import utils.plots
     drawn = []
-    real_curves = main.curves_figure
-    monkeypatch.setattr(main, "curves_figure", lambda rows: drawn.append(len(rows)) or real_curves(rows))
+    real_curves = utils.tracking.curves_figure
+    monkeypatch.setattr(utils.tracking, "curves_figure", lambda rows: drawn.append(len(rows)) or real_curves(rows))
     assert quickstart(tmp_path, epochs=3) == 0
     assert drawn == [1, 2, 3]
     figure = utils.plots.curves_figure(read_metrics(tmp_path / "lenet_digits" / "run"))
@@ -111,6 +112,8 @@ def test_steps_csv_holds_every_iteration_and_a_resume_rewrites_its_epochs(tmp_pa
     assert quickstart(tmp_path, epochs=3) == 130
     folder = tmp_path / "lenet_digits" / "run"
     assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
+    assert "interrupted; continue with: python main.py --cfg ... --tag run --resume auto" in (
+        folder / "log.txt").read_text()
     monkeypatch.undo()
     assert quickstart(tmp_path, epochs=3, flags=["--resume", "auto"]) == 0
     with open(folder / "steps.csv", newline="") as f:
@@ -309,6 +312,21 @@ def test_throughput_stops_at_the_first_out_of_memory_and_names_the_largest_batch
     assert "largest batch that fits: 32 (64 runs out of memory)" in capsys.readouterr().out
 
 
+def test_max_batch_ends_the_default_scan(tmp_path):
+    assert main.main(["--cfg", QUICKSTART, "--output", str(tmp_path), "--device", "cpu", "--throughput",
+                      "--max-batch", "6", "--opts", *FAST]) == 0
+    table, _ = throughput_csv(tmp_path)
+    assert list(table["batch_size"]) == [1, 2, 4]
+
+
+def test_throughput_flags_without_throughput_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main.main(["--batch-sizes", "1,2"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("error: --batch-sizes and --max-batch belong to --throughput; add it, or "
+                                       "leave them out; see python main.py --help\n")
+
+
 @pytest.mark.parametrize("flag, value", [("--batch-sizes", "1,two,4"), ("--batch-sizes", "0,2"),
                                          ("--max-batch", "-3")])
 def test_throughput_batch_sizes_must_be_positive_integers(capsys, flag, value):
@@ -336,6 +354,15 @@ def test_lr_find_suggests_a_learning_rate_that_trains_the_quickstart_to_95_perce
     assert max(row["val_acc1"] for row in read_metrics(tmp_path / "lenet_digits" / "found")) >= 95
 
 
+def test_lr_find_that_diverges_at_once_says_it_has_no_suggestion(tmp_path, capsys, monkeypatch):
+    from utils.lr_finder import LrFindResult
+    monkeypatch.setattr(main, "lr_range_test", lambda *args, **kwargs: LrFindResult([1e-7, 1e-6], [2.3, 9.9],
+                                                                                      [2.3, 5.0], None))
+    assert main.main(["--cfg", QUICKSTART, "--output", str(tmp_path), "--device", "cpu", "--lr-find",
+                      "--opts", *FAST]) == 0
+    assert "no suggestion: the loss diverged after only 2 steps" in capsys.readouterr().out
+
+
 # --- evaluate and predict from any checkpoint ------------------------------------------------------
 
 def train_cifar(tmp_path, cifar10_root):
@@ -360,6 +387,15 @@ def test_eval_and_predict_without_cfg_use_the_checkpoints_own_data_set(tmp_path,
     assert (folder / eval_dir / "submission.csv").read_text() == (folder / "submission.csv").read_text()
     names = pd.read_csv(folder / eval_dir / "per_class.csv")["name"].tolist()
     assert names[:3] == ["airplane", "automobile", "bird"]  # from the data set's meta file
+
+
+def test_a_shuffled_val_loader_still_reports_predictions_in_split_order(tmp_path):
+    assert quickstart(tmp_path, "TEST.SHUFFLE", "True", epochs=1) == 0
+    predictions = pd.read_csv(tmp_path / "lenet_digits" / "run" / "val_predictions.csv")
+    from config import get_config
+    from data import build_loader
+    labels = build_loader(get_config(QUICKSTART)).val_dataset.labels
+    assert list(predictions["id"]) == list(range(359)) and list(predictions["true"]) == list(labels)
 
 
 def test_predict_alone_writes_only_the_submission(tmp_path, cifar10_root, capsys):

@@ -105,8 +105,9 @@ def _relative_folders(records: Sequence[RunRecord]) -> list[str]:
 
 
 def comparison_table(records: Sequence[RunRecord], keys: Sequence[str]) -> pd.DataFrame:
-    """One row per run: its folder (relative to the runs' common parent), the differing keys, status, best val acc@1 and its epoch,
-    epochs done, median epoch time and images/s, parameters and peak memory."""
+    """One row per run: its folder (relative to the runs' common parent), the differing keys,
+    status, best val acc@1 and its epoch, epochs done, median epoch time and images/s,
+    parameters and peak memory."""
     table = []
     for record, folder in zip(records, _relative_folders(records)):
         summary, rows = record.summary or {}, record.rows
@@ -138,7 +139,9 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def compare_runs(records: Sequence[RunRecord], metrics: Sequence[str], out_png: str) -> pd.DataFrame:
-    """Write the graphs to `out_png` and the table beside it (same name, .csv); return the table."""
+    """Write the graphs to `out_png` and the table beside it (same name, .csv), creating the
+    folder if needed; return the table."""
+    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     keys = differing_keys(records)
     labels = [run_label(record, keys) for record in records]
     # Runs with the same label (same keys) would share a legend entry: add where each one lives.

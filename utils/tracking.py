@@ -9,7 +9,11 @@ import csv
 import json
 import logging
 import os
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from utils.plots import curves_figure, save_figure
+from utils.summary import summarize, write_summary
 
 logger = logging.getLogger(__name__)
 
@@ -160,3 +164,53 @@ class WandbRun:
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+
+class RunTracker:
+    """Everything a run records as it goes, behind three calls: `log_steps`, `log_epoch` and
+    `set_status`. Writes metrics.jsonl, steps.csv, curves.png and summary.json in the run folder
+    and forwards the numbers to `wandb_run`.
+
+    `summary_fields` are summarize()'s fixed arguments: epochs_planned, parameters, macs and
+    changed_config. Epochs from `start_epoch` on are forgotten first: a resumed run logs them again.
+    """
+
+    def __init__(self, run_dir: str, start_epoch: int, wandb_run: WandbRun, summary_fields: dict[str, Any]):
+        self.run_dir = run_dir
+        self.metrics_file, self.steps_file = MetricsFile(run_dir), StepsFile(run_dir)
+        self.metrics_file.drop_epochs_from(start_epoch)
+        self.steps_file.drop_epochs_from(start_epoch)
+        self.wandb_run = wandb_run
+        self.summary_fields = summary_fields
+
+    def log_steps(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.steps_file.log(rows)
+        self.wandb_run.log_steps(rows)
+
+    def log_epoch(self, metrics: dict[str, Any]) -> None:
+        """One epoch's metrics; redraws curves.png and keeps summary.json at "running"."""
+        self.metrics_file.log(metrics)
+        self.wandb_run.log_epoch(metrics)
+        save_figure(curves_figure(self.metrics_file.read()), os.path.join(self.run_dir, "curves.png"))
+        self.set_status("running")
+
+    @contextmanager
+    def recording_interruptions(self, resume_hint: str) -> Iterator[None]:
+        """Mark summary.json running; if the block is interrupted (Ctrl-C) or fails, mark it so,
+        close the W&B run and let the exception go on. Ctrl-C also logs `resume_hint`."""
+        self.set_status("running")
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.set_status("interrupted")
+            logger.info("interrupted; continue with: %s", resume_hint)
+            self.wandb_run.finish()
+            raise
+        except Exception as e:
+            self.set_status("failed", error=f"{e.__class__.__name__}: {e}")
+            self.wandb_run.finish()
+            raise
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        """Rewrite summary.json with `status` (see utils.summary.STATUSES)."""
+        write_summary(self.run_dir, summarize(self.metrics_file.read(), status, error=error, **self.summary_fields))

@@ -63,7 +63,8 @@ _C.MODEL.NAME = "lenet"
 _C.MODEL.NUM_CLASSES = 0
 # Dropout probability before the classifier; -1 keeps the model's paper default (0 for most).
 _C.MODEL.DROP_RATE = -1.0
-# Checkpoint to resume from: a path, or "auto" for the latest checkpoint of this run (--resume).
+# Checkpoint to continue from: a path, or "auto" for this run's last.pth (--resume). The run keeps
+# the checkpoint's config; only the keys in utils/resume.py RESUMABLE_KEYS may change.
 _C.MODEL.RESUME = ""
 # Stochastic depth rate for models with residual branches; -1 keeps the model's paper default.
 _C.MODEL.DROP_PATH_RATE = -1.0
@@ -86,6 +87,9 @@ _C.MODEL.WIDTH_MULT = 1.0
 _C.MODEL.CONVNEXT = CN()
 # ConvNeXt V1/V2 norm layer: layernorm, batchnorm or dyt (Dynamic Tanh).
 _C.MODEL.CONVNEXT.NORM = "layernorm"
+# Under torchrun, turn BatchNorm into SyncBatchNorm, so that batch statistics span every process
+# (for small per-GPU batches); a single-process run has nothing to synchronise.
+_C.MODEL.SYNC_BN = False
 
 # -----------------------------------------------------------------------------
 # Training
@@ -122,6 +126,10 @@ _C.TRAIN.CUDNN_BENCHMARK = True
 # End each epoch after this many optimizer updates (the LR schedule is planned for that many);
 # 0 runs whole epochs.
 _C.TRAIN.MAX_STEPS_PER_EPOCH = 0
+# Updates whose loss is NaN or Inf are skipped and counted; after this many in a row the run stops
+# (its last checkpoint is kept). 0 never stops. fp16 overflow steps, which the loss scaler skips
+# by design, are not counted.
+_C.TRAIN.MAX_NONFINITE = 10
 
 _C.TRAIN.LR_SCHEDULER = CN()
 # Schedule after warmup: cosine, step or constant. Stepped every optimizer update.
@@ -432,6 +440,7 @@ def _check_values(cfg: CN) -> None:
         (cfg.TRAIN.LR > 0, "TRAIN.LR must be positive"),
         (cfg.TRAIN.WARMUP_EPOCHS >= 0, "TRAIN.WARMUP_EPOCHS must be 0 or more"),
         (cfg.TRAIN.MAX_STEPS_PER_EPOCH >= 0, "TRAIN.MAX_STEPS_PER_EPOCH must be 0 (whole epochs) or more"),
+        (cfg.TRAIN.MAX_NONFINITE >= 0, "TRAIN.MAX_NONFINITE must be 0 (never stop) or more"),
         (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2, "TRAIN.OPTIMIZER.BETAS must hold two numbers, e.g. (0.9, 0.999)"),
         (0.0 <= cfg.AUG.HFLIP_PROB <= 1.0, "AUG.HFLIP_PROB must be in [0, 1]"),
         (cfg.AUG.CROP_PADDING >= 0, "AUG.CROP_PADDING must be 0 or more"),

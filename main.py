@@ -16,19 +16,23 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from config import changed_from_defaults, flatten, get_config
 from data import Loaders, build_loader
+from data.build import ignore_stop_signals
 from data.normalize import Normalize
+from data.sampler import ShardSampler
 from models import build_model, list_models
 from models.build import resolve_num_classes
 from models.complexity import count_macs, count_parameters, format_count
@@ -36,17 +40,22 @@ from optimizer import build_optimizer, build_scheduler
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.cli import OneLineErrorParser
 from utils.device import DeviceSetup, peak_memory, reset_peak_memory, resolve_device
+from utils.distributed import (World, broadcast_from_main, close_world, device_for_rank, gather_shards, init_world,
+                               is_main_process, launched_by_torchrun, rank_and_size, restart_count)
 from utils.errors import UserError
 from utils.logger import create_logger
 from utils.lr_finder import MAX_LR, MIN_LR, lr_range_test
 from utils.metrics import ClassificationMeter
 from utils.plots import lr_find_figure, save_figure, throughput_figure
+from utils.preemption import Preempted, StopRequest, signal_name
+from utils.resume import RESUMABLE_KEYS, describe_change, differing_keys, may_change_on_resume
 from utils.run_dir import (BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint,
                            new_timestamped_dir, plan_run_dir)
 from utils.submission import write_submission
 from utils.throughput import default_batch_sizes, scan_throughput
 from utils.tracking import RunTracker, WandbRun
-from utils.train_step import forward_backward, optimizer_step
+from utils.train_step import backward, forward, optimizer_step
+from utils.update_guard import UpdateGuard
 from utils.val_report import ValPredictions, grid_indices, write_val_report
 
 # Keys that fix a checkpoint's architecture and what its outputs mean: --eval and --predict
@@ -177,23 +186,36 @@ class TrainingParts:
     criterion: nn.Module
     parameters: int
     macs: int
+    ddp: DistributedDataParallel | None = None  # the DDP wrapper under torchrun, for no_sync()
 
 
-def build_training_parts(cfg, device: torch.device) -> TrainingParts:
-    """Model, optimizer and data from the config. Fails on a typo before anything is written."""
+def build_training_parts(cfg, device: torch.device, world: World = World()) -> TrainingParts:
+    """Model, optimizer and data from the config. Fails on a typo before anything is written.
+
+    Under torchrun the model is wrapped in DistributedDataParallel (its BatchNorms made
+    SyncBatchNorm with MODEL.SYNC_BN) and each rank gets its shard of every split.
+    """
     model = build_model(cfg)
+    if world.distributed and cfg.MODEL.SYNC_BN:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     parameters, macs = model_cost(cfg)
     if macs is None:
         raise UserError(f"{cfg.MODEL.NAME} cannot take {cfg.DATA.IMG_SIZE} px images (its feature maps shrink to "
                         f"nothing); raise DATA.IMG_SIZE, or try MODEL.STEM cifar if the model has that stem")
     optimizer = build_optimizer(cfg, model)
-    loaders = build_loader(cfg)
+    loaders = build_loader(cfg, world.rank, world.size)
     setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE,
                                cfg.TRAIN.CUDNN_BENCHMARK)
-    forward_model = setup.place(model)
+    wrappers = []
+
+    def wrap_in_ddp(module: nn.Module) -> nn.Module:
+        wrappers.append(DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None))
+        return wrappers[0]
+
+    forward_model = setup.place(model, wrap=wrap_in_ddp if world.distributed else None)
     normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
     return TrainingParts(model, forward_model, normalize, optimizer, setup.grad_scaler(), setup, loaders,
-                         nn.CrossEntropyLoss(), parameters, macs)
+                         nn.CrossEntropyLoss(), parameters, macs, wrappers[0] if wrappers else None)
 
 
 def plan_epoch(num_batches: int, accumulation_steps: int, max_steps: int) -> tuple[int, int]:
@@ -204,34 +226,77 @@ def plan_epoch(num_batches: int, accumulation_steps: int, max_steps: int) -> tup
     return steps, min(num_batches, steps * accumulation_steps)
 
 
-def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, scaler, setup: DeviceSetup,
-                    epoch: int, num_batches: int, accumulation_steps: int, clip_grad: float, print_freq: int,
-                    logger, log_steps) -> dict:
-    """The first `num_batches` batches of `loader`, an optimizer update every `accumulation_steps`.
+@dataclass(frozen=True)
+class LoopSettings:
+    """How each epoch's loop runs, from the config."""
+    num_batches: int  # batches per epoch (TRAIN.MAX_STEPS_PER_EPOCH may cut it short)
+    accumulation_steps: int
+    clip_grad: float
+    print_freq: int
+    max_nonfinite: int  # 0 never stops
 
-    Every iteration's loss and LR go to `log_steps(rows)` in chunks, once per print, which is
-    also the only time the loop waits for the device.
+
+@dataclass
+class EpochProgress:
+    """Where an epoch stands; saved in last.pth when a run stops inside an epoch."""
+    batches_done: int = 0
+    meter: dict | None = None  # ClassificationMeter.state_dict()
+    elapsed: float = 0.0
+    nonfinite: int = 0  # updates skipped this epoch for a NaN or Inf loss
+    nonfinite_in_a_row: int = 0
+    lr: float | None = None  # the LR the epoch started with, which its metrics report
+
+
+def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: LoopSettings, logger, log_steps,
+                    stop: StopRequest, progress: EpochProgress) -> tuple[dict | None, EpochProgress]:
+    """The epoch's batches from `progress.batches_done` on, an optimizer update every
+    `accumulation_steps`. Returns (the epoch's stats, progress); the stats are None when a stop
+    was requested, in which case the loop ended right after an update.
+
+    Every iteration's loss and LR go to `log_steps(rows)` in chunks, once per print. An update
+    whose loss is NaN or Inf is skipped; `loop.max_nonfinite` of them in a row stop the run.
     """
+    model, optimizer, scaler, setup = parts.forward_model, parts.optimizer, parts.scaler, parts.setup
     model.train()
     meter = ClassificationMeter(setup.device)
+    if progress.meter:
+        meter.load_state_dict(progress.meter)
+    guard = UpdateGuard(setup.device)
     pending_steps = []  # (global step, lr, loss on the device) since the last print
-    start = time.perf_counter()
-    progress = tqdm(islice(loader, num_batches), total=num_batches, desc=f"train {epoch + 1}", leave=False,
-                    dynamic_ncols=True, disable=None)
+    start = time.perf_counter() - progress.elapsed
+    first, num_batches, accumulation = progress.batches_done, loop.num_batches, loop.accumulation_steps
+    bar = tqdm(islice(loader, num_batches - first), total=num_batches, initial=first, desc=f"train {epoch + 1}",
+               leave=False, dynamic_ncols=True, disable=None)
+    nonfinite, in_a_row, stopping = progress.nonfinite, progress.nonfinite_in_a_row, False
     optimizer.zero_grad(set_to_none=True)
-    for i, (images, targets) in enumerate(progress):
+    for i, (images, targets) in enumerate(bar, start=first):
         lr = optimizer.param_groups[0]["lr"]
         # Each update averages the gradients of its group; the epoch's last group may be shorter.
-        group_start = i - i % accumulation_steps
-        group_size = min(accumulation_steps, num_batches - group_start)
-        logits, loss, targets = forward_backward(model, normalize, images, targets, criterion, scaler, setup,
-                                                 loss_divisor=group_size)
-        if (i + 1) % accumulation_steps == 0 or i + 1 == num_batches:
-            optimizer_step(optimizer, scaler, clip_grad)
-            scheduler.step()
+        group_start = i - i % accumulation
+        group_size = min(accumulation, num_batches - group_start)
+        update_now = (i + 1) % accumulation == 0 or i + 1 == num_batches
+        # Under DDP, only the last micro-batch of a group all-reduces its gradients.
+        with nullcontext() if update_now or parts.ddp is None else parts.ddp.no_sync():
+            logits, loss, targets = forward(model, parts.normalize, images, targets, parts.criterion, setup)
+            guard.add_loss(loss)
+            if update_now:
+                guard.publish(stop.requested)
+            backward(loss, scaler, loss_divisor=group_size)
         meter.update(loss, logits, targets)
         pending_steps.append((epoch * num_batches + i, lr, loss.detach().float()))
-        if (i + 1) % print_freq == 0 or i + 1 == num_batches:
+        if update_now:
+            skip, stopping = guard.read()
+            nonfinite, in_a_row = (nonfinite + 1, in_a_row + 1) if skip else (nonfinite, 0)
+            if skip:
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                optimizer_step(optimizer, scaler, loop.clip_grad)
+            scheduler.step()
+            if loop.max_nonfinite and in_a_row >= loop.max_nonfinite:
+                raise UserError(f"the loss was NaN or Inf for {in_a_row} updates in a row (epoch {epoch + 1}, "
+                                f"batch {i + 1} of {num_batches}), so the run stopped; its last checkpoint is "
+                                f"kept. Lower TRAIN.LR, set TRAIN.CLIP_GRAD, or raise TRAIN.WARMUP_EPOCHS")
+        if (i + 1) % loop.print_freq == 0 or i + 1 == num_batches or stopping:
             summary = meter.summary()
             losses = torch.stack([loss for _, _, loss in pending_steps]).tolist()
             log_steps([{"global_step": step, "epoch": epoch, "lr": step_lr, "train_loss": step_loss}
@@ -239,14 +304,17 @@ def train_one_epoch(model, normalize, loader, criterion, optimizer, scheduler, s
             pending_steps.clear()
             stats = dict(loss=f"{summary['loss']:.4f}", acc=f"{summary['acc1']:.2f}",
                          lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                         img_s=f"{meter.count / (time.perf_counter() - start):.0f}")
-            progress.set_postfix(stats)
+                         img_s=f"{summary['images'] / (time.perf_counter() - start):.0f}")
+            bar.set_postfix(stats)
             logger.debug("train epoch %d [%d/%d] %s", epoch + 1, i + 1, num_batches,
                          " ".join(f"{k} {v}" for k, v in stats.items()))
+        if stopping:
+            return None, EpochProgress(i + 1, meter.state_dict(), time.perf_counter() - start, nonfinite, in_a_row)
     elapsed = time.perf_counter() - start
     summary = meter.summary()
-    return {"train_loss": summary["loss"], "train_acc1": summary["acc1"], "train_acc5": summary["acc5"],
-            "epoch_time": elapsed, "images_per_sec": meter.count / elapsed}
+    return ({"train_loss": summary["loss"], "train_acc1": summary["acc1"], "train_acc5": summary["acc5"],
+             "epoch_time": elapsed, "images_per_sec": summary["images"] / elapsed, "nonfinite_updates": nonfinite},
+            EpochProgress())
 
 
 @torch.no_grad()
@@ -267,38 +335,45 @@ def evaluate(model, normalize, loader, criterion, setup: DeviceSetup, keep_predi
             kept.append((targets, predicted, confidence))
     summary = meter.summary()
     if keep_predictions:
-        targets, predicted, confidence = (torch.cat(column).cpu().numpy() for column in zip(*kept))
-        summary["predictions"] = ValPredictions(targets, predicted, confidence)
+        # Under torchrun each rank holds a shard: gather them back into split order.
+        rows = gather_shards(list(zip(*(torch.cat(column).cpu().tolist() for column in zip(*kept)))))
+        targets, predicted, confidence = (np.asarray(column) for column in zip(*rows))
+        summary["predictions"] = ValPredictions(targets, predicted, confidence.astype(np.float32))
     return summary
 
 
 @torch.no_grad()
 def predict(model, normalize, loader, setup: DeviceSetup) -> list[int]:
-    """The predicted class of every image of `loader`, in loader order."""
+    """The predicted class of every image of `loader`'s split, in split order (gathered from
+    every rank under torchrun)."""
     model.eval()
     predictions = []
     for images, _ in tqdm(loader, desc="test", leave=False, dynamic_ncols=True, disable=None):
         with setup.autocast():
             logits = model(normalize(images.to(setup.device, non_blocking=True)))
         predictions.append(logits.argmax(dim=1).cpu())
-    return torch.cat(predictions).tolist() if predictions else []
+    return gather_shards(torch.cat(predictions).tolist() if predictions else [])
 
 
-def report_on_val(parts: TrainingParts, out_dir: str) -> tuple[dict, dict[str, str]]:
-    """Evaluate on the val split in order and write the val report into `out_dir`.
+def report_on_val(parts: TrainingParts, out_dir: str | None) -> tuple[dict, dict[str, str]]:
+    """Evaluate on the val split in order and write the val report into `out_dir` (None: the
+    numbers only, as on torchrun's ranks other than 0).
 
     Returns (the metrics with their ValPredictions, {"predictions": png, "confusion": png}).
     """
     loaders = parts.loaders
     loader = loaders.val_loader
-    if not isinstance(loader.sampler, SequentialSampler):  # TEST.SHUFFLE: ids must follow the split's order
-        loader = DataLoader(loaders.val_dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
-                            pin_memory=loader.pin_memory)
+    # Per-image reports follow the split's order (TEST.SHUFFLE may shuffle the epoch passes);
+    # under torchrun each rank reads its shard and evaluate() gathers them.
+    rank, world_size = rank_and_size()
+    loader = DataLoader(loaders.val_dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
+                        pin_memory=loader.pin_memory, worker_init_fn=ignore_stop_signals,
+                        sampler=ShardSampler(len(loaders.val_dataset), rank, world_size))
     metrics = evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup,
                        keep_predictions=True)
     indices = grid_indices(len(loaders.val_dataset))
     grid_images = np.stack([image.numpy() for image, _ in loaders.val_dataset.__getitems__(indices.tolist())])
-    paths = write_val_report(out_dir, metrics["predictions"], grid_images, loaders.class_names)
+    paths = write_val_report(out_dir, metrics["predictions"], grid_images, loaders.class_names) if out_dir else {}
     return metrics, paths
 
 
@@ -392,126 +467,225 @@ def open_run_dir(cfg, run_dir: str, device: torch.device):
     return logger
 
 
-def describe_run(cfg, parts: TrainingParts, steps_per_epoch: int, device: torch.device) -> str:
+def describe_run(cfg, parts: TrainingParts, steps_per_epoch: int, device: torch.device, world: World) -> str:
     """One line: the model's size, the data's splits and the length of the run."""
     loaders = parts.loaders
+    batch = (f"batch {cfg.DATA.BATCH_SIZE} per process x {world.size} processes = {cfg.DATA.BATCH_SIZE * world.size}"
+             if world.distributed else f"batch {cfg.DATA.BATCH_SIZE}")
     return (f"{cfg.MODEL.NAME}: {format_count(parts.parameters)} parameters, {format_count(parts.macs)} MACs per "
             f"{cfg.DATA.IMG_SIZE} px image | {cfg.DATA.DATASET}: {len(loaders.train_dataset)} train, "
             f"{len(loaders.val_dataset)} val, {len(loaders.test_dataset)} test images | {cfg.TRAIN.EPOCHS} epochs "
-            f"of {steps_per_epoch} steps on {device}")
+            f"of {steps_per_epoch} steps, {batch}, on {device}")
 
 
-def restore_training_state(checkpoint: dict | None, resume_path: str, run_dir: str, optimizer, scheduler, scaler,
-                           start_epoch: int, steps_per_epoch: int, logger) -> tuple[int, float | None, str | None]:
-    """(first epoch to train, best val acc@1 so far, W&B run id): from the checkpoint, whose
-    optimizer, scheduler, scaler and RNG states are restored, or else START_EPOCH, with the LR
-    schedule moved to where that epoch would have it. A checkpoint of another run folder starts
-    a new run: no best yet (its first epoch writes best.pth) and a W&B run of its own."""
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_state(checkpoint["rng"])
-        if os.path.dirname(os.path.abspath(resume_path)) != os.path.abspath(run_dir):
-            logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with epoch %d",
-                        resume_path, checkpoint["epoch"] + 2)
-            return checkpoint["epoch"] + 1, None, None
-        logger.info("resumed from %s: continuing with epoch %d (best val acc@1 so far %.2f%%)",
-                    resume_path, checkpoint["epoch"] + 2, checkpoint["best_acc1"])
-        return checkpoint["epoch"] + 1, checkpoint["best_acc1"], checkpoint["wandb_id"]
-    # Stepping the schedule without optimizer updates is the point here, so torch's warning
-    # about that order does not apply.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(start_epoch * steps_per_epoch):
-            scheduler.step()
-    return start_epoch, None, None
+@dataclass
+class RunPlan:
+    """Where a training run goes and what it starts from, decided before anything is written."""
+    cfg: object
+    run_dir: str
+    resume_path: str = ""  # "" for a run from scratch
+    checkpoint: dict | None = None
+    notes: list[str] = field(default_factory=list)  # what resuming changed or ignored, for the log
 
 
-def train(cfg, device: torch.device) -> str:
-    """The full run; returns its folder."""
-    logger = create_logger(None)
+def plan_run(args: argparse.Namespace, cfg) -> RunPlan:
+    """Rank 0 picks the folder and the checkpoint (`--resume`, or this run's last.pth when torchrun
+    restarted the group); every rank then loads the checkpoint and derives the same config."""
+    resume = cfg.MODEL.RESUME or ("auto" if restart_count() > 0 else "")
+    try:
+        chosen = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET), cfg.TAG, resume) \
+            if is_main_process() else None
+        error = None
+    except UserError as e:
+        chosen, error = None, str(e)
+    chosen, error = broadcast_from_main((chosen, error))
+    if error:
+        raise UserError(error)
+    run_dir, resume_path = chosen
+    if not resume_path:
+        return RunPlan(cfg, run_dir)
+    checkpoint = load_checkpoint(resume_path)
+    resumed, notes = config_for_resume(args, cfg, checkpoint, resume_path)
+    return RunPlan(resumed, run_dir, resume_path, checkpoint, notes)
+
+
+def config_for_resume(args: argparse.Namespace, cfg, checkpoint: dict, path: str):
+    """(the checkpoint's config with this command's --opts and flags applied, log notes).
+
+    Only utils.resume's RESUMABLE_KEYS may differ; any other difference is one UserError line.
+    What --cfg's file says is not applied (a run keeps its own config), only noted.
+    """
+    stored = get_config(base_yaml=checkpoint["config"])
+    resumed = config_from_args(argparse.Namespace(**{**vars(args), "cfg": None}), base_yaml=checkpoint["config"])
+    stored_keys, resumed_keys = flatten(stored), flatten(resumed)
+    changed = differing_keys(stored_keys, resumed_keys)
+    refused = [key for key in changed if not may_change_on_resume(key)]
+    if refused:
+        listed = ", ".join(f"{key} ({resumed_keys[key]!r}; the run has {stored_keys[key]!r})" for key in refused)
+        raise UserError(f"{path} continues with the config it was trained with, and this command changes {listed}; "
+                        f"only {', '.join(RESUMABLE_KEYS)} and WANDB.* may change on resume. To train from those "
+                        f"weights with other settings, start a new run with --opts MODEL.PRETRAINED {path}")
+    start_epoch = checkpoint["epoch"] + 1
+    if start_epoch >= resumed.TRAIN.EPOCHS:
+        raise UserError(f"{path} has already trained {start_epoch} of {resumed.TRAIN.EPOCHS} epochs, so there is "
+                        f"nothing left to train; raise TRAIN.EPOCHS (--opts TRAIN.EPOCHS N) to train longer, or "
+                        f"score it with --eval / --predict")
+    notes = [f"resume changes {describe_change(key, stored_keys, resumed_keys)}" for key in changed]
+    if args.cfg:
+        from_file = flatten(cfg)
+        ignored = [key for key in differing_keys(stored_keys, from_file) if key not in changed]
+        if ignored:
+            notes.append(f"the run keeps its own config, not {args.cfg}'s " + ", ".join(
+                f"{key} {from_file[key]!r} (the run has {stored_keys[key]!r})" for key in ignored)
+                + "; pass --opts to change a key that may change on resume")
+    return resumed, notes
+
+
+def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps_per_epoch: int,
+                           logger) -> tuple[int, float | None, str | None, EpochProgress]:
+    """(first epoch to train, best val acc@1 so far, W&B run id, progress inside that epoch).
+
+    From the checkpoint, whose optimizer, scheduler, scaler and RNG states are restored, or else
+    TRAIN.START_EPOCH, with the LR schedule moved to where that epoch would have it. A checkpoint
+    of another run folder starts a new run: no best yet and a W&B run of its own.
+    """
+    checkpoint, cfg = plan.checkpoint, plan.cfg
+    if checkpoint is None:
+        # Stepping the schedule without optimizer updates is the point here, so torch's warning
+        # about that order does not apply.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(cfg.TRAIN.START_EPOCH * steps_per_epoch):
+                scheduler.step()
+        return cfg.TRAIN.START_EPOCH, None, None, EpochProgress()
+    parts.optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    # The schedule is this config's (TRAIN.EPOCHS may have changed): apply it from the current step.
+    for group, base_lr, factor in zip(parts.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(scheduler.last_epoch)
+    if parts.scaler.is_enabled() and checkpoint["scaler"]:
+        parts.scaler.load_state_dict(checkpoint["scaler"])
+    elif parts.scaler.is_enabled():
+        logger.info("fp16 loss scaling starts afresh: the checkpoint was trained without it (bf16, fp32 or CPU)")
+    restore_rng_state(checkpoint["rng"])
+    progress = EpochProgress(**checkpoint["progress"]) if checkpoint.get("progress") else EpochProgress()
+    epoch = checkpoint["epoch"] + 1
+    where = f"epoch {epoch + 1}" + (f" at batch {progress.batches_done + 1}" if progress.batches_done else "")
+    if os.path.dirname(os.path.abspath(plan.resume_path)) != os.path.abspath(plan.run_dir):
+        logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with %s",
+                    plan.resume_path, where)
+        return epoch, None, None, progress
+    best = checkpoint["best_acc1"]
+    logger.info("resumed from %s: continuing with %s (best val acc@1 so far %s)", plan.resume_path, where,
+                f"{best:.2f}%" if best is not None else "none yet")
+    return epoch, best, checkpoint["wandb_id"], progress
+
+
+def loop_settings(cfg, train_batches: int) -> tuple[LoopSettings, int]:
+    """(how each epoch's loop runs, optimizer updates per epoch) for a loader of `train_batches`."""
+    accumulation = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
+    steps_per_epoch, num_batches = plan_epoch(train_batches, accumulation, cfg.TRAIN.MAX_STEPS_PER_EPOCH)
+    return LoopSettings(num_batches, accumulation, cfg.TRAIN.CLIP_GRAD, cfg.PRINT_FREQ,
+                        cfg.TRAIN.MAX_NONFINITE), steps_per_epoch
+
+
+def epoch_line(epoch: int, epochs: int, train_stats: dict, val_stats: dict, best_acc1: float) -> str:
+    """The log line that closes an epoch."""
+    skipped = train_stats["nonfinite_updates"]
+    return (f"epoch {epoch + 1}/{epochs}  train loss {train_stats['train_loss']:.4f} acc@1 "
+            f"{train_stats['train_acc1']:.2f}% | val loss {val_stats['loss']:.4f} acc@1 {val_stats['acc1']:.2f}% "
+            f"acc@5 {val_stats['acc5']:.2f}% | best {best_acc1:.2f}% | {train_stats['epoch_time']:.1f}s, "
+            f"{train_stats['images_per_sec']:.0f} img/s" + (f" | {skipped} updates skipped for a NaN/Inf loss"
+                                                             if skipped else ""))
+
+
+def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
+    """The full run; returns its folder. Under torchrun every rank trains, rank 0 writes."""
+    cfg, run_dir = plan.cfg, plan.run_dir
     seed_everything(cfg.SEED)
-    parts = build_training_parts(cfg, device)
-    model, optimizer, scaler, loaders = parts.model, parts.optimizer, parts.scaler, parts.loaders
-    run_dir, resume_path = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET),
-                                        cfg.TAG, cfg.MODEL.RESUME)
-    checkpoint = load_checkpoint(resume_path) if resume_path else None
-    if checkpoint is not None:
-        load_model_weights(model, checkpoint, resume_path, cfg)
-
-    logger = open_run_dir(cfg, run_dir, device)
-    accumulation_steps = max(1, cfg.TRAIN.ACCUMULATION_STEPS)
-    steps_per_epoch, batches_per_epoch = plan_epoch(len(loaders.train_loader), accumulation_steps,
-                                                    cfg.TRAIN.MAX_STEPS_PER_EPOCH)
-    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
-
-    start_epoch, best_acc1, wandb_id = restore_training_state(checkpoint, resume_path, run_dir, optimizer, scheduler,
-                                                              scaler, cfg.TRAIN.START_EPOCH, steps_per_epoch, logger)
-    logger.info(describe_run(cfg, parts, steps_per_epoch, device))
-    wandb_run = WandbRun(cfg.WANDB.MODE, cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
+    parts = build_training_parts(cfg, device, world)
+    if plan.checkpoint is not None:
+        load_model_weights(parts.model, plan.checkpoint, plan.resume_path, cfg)
+    logger = open_run_dir(cfg, run_dir, device) if world.is_main else create_logger(None, quiet=True)
+    for note in plan.notes:
+        logger.info(note)
+    loop, steps_per_epoch = loop_settings(cfg, len(parts.loaders.train_loader))
+    scheduler = build_scheduler(cfg, parts.optimizer, steps_per_epoch)
+    start_epoch, best_acc1, wandb_id, progress = restore_training_state(plan, parts, scheduler, steps_per_epoch,
+                                                                        logger)
+    logger.info(describe_run(cfg, parts, steps_per_epoch, device, world))
+    wandb_run = WandbRun(cfg.WANDB.MODE if world.is_main else "disabled", cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
                          name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
                          config=_config_as_dict(cfg), resume_id=wandb_id, group=cfg.WANDB.GROUP)
     tracker = RunTracker(run_dir, start_epoch, wandb_run, dict(
         epochs_planned=cfg.TRAIN.EPOCHS, parameters=parts.parameters, macs=parts.macs,
-        changed_config=changed_from_defaults(cfg)))
+        changed_config=changed_from_defaults(cfg)), first_step=start_epoch * loop.num_batches + progress.batches_done,
+        enabled=world.is_main)
     keep_best = cfg.SAVE.CHECKPOINTS in ("best_and_last", "best")
 
-    def checkpoint_state(epoch: int) -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(),
-                "wandb_id": wandb_run.run_id}
+    def save(name: str, epoch: int, epoch_progress: EpochProgress | None = None) -> None:
+        if world.is_main:
+            save_checkpoint(os.path.join(run_dir, name), {
+                "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "epoch": epoch,
+                "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(), "wandb_id": wandb_run.run_id,
+                "progress": asdict(epoch_progress) if epoch_progress else None})
 
     resume_hint = f"python main.py --cfg ... --tag {os.path.basename(run_dir)} --resume auto"
-    with tracker.recording_interruptions(resume_hint):
+    with tracker.recording_interruptions(resume_hint), StopRequest() as stop:
         for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):
-            loaders.train_loader.sampler.set_epoch(epoch)
+            parts.loaders.train_loader.sampler.set_epoch(epoch)
+            parts.loaders.train_loader.sampler.set_start(progress.batches_done * cfg.DATA.BATCH_SIZE)
             reset_peak_memory(device)
-            lr = optimizer.param_groups[0]["lr"]
-            train_stats = train_one_epoch(parts.forward_model, parts.normalize, loaders.train_loader,
-                                          parts.criterion, optimizer, scheduler, scaler, parts.setup, epoch,
-                                          batches_per_epoch, accumulation_steps, cfg.TRAIN.CLIP_GRAD,
-                                          cfg.PRINT_FREQ, logger, tracker.log_steps)
-            val_stats = evaluate(parts.forward_model, parts.normalize, loaders.val_loader, parts.criterion,
+            lr = progress.lr if progress.lr is not None else parts.optimizer.param_groups[0]["lr"]
+            train_stats, progress = train_one_epoch(parts, scheduler, parts.loaders.train_loader, epoch, loop, logger,
+                                                    tracker.log_steps, stop, progress)
+            if train_stats is None:
+                progress.lr = lr
+                save(LAST_CHECKPOINT, epoch - 1, progress)
+                raise Preempted(stop.signum, f"stopped by {signal_name(stop.signum)} after batch "
+                                f"{progress.batches_done} of {loop.num_batches} in epoch {epoch + 1}; last.pth "
+                                f"holds that point; continue with: {resume_hint}")
+            val_stats = evaluate(parts.forward_model, parts.normalize, parts.loaders.val_loader, parts.criterion,
                                  parts.setup)
             # The first epoch of a run is its best so far, even at 0% accuracy.
             is_best = best_acc1 is None or val_stats["acc1"] > best_acc1
             best_acc1 = val_stats["acc1"] if is_best else best_acc1
-            metrics = {"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
-                       "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"], **peak_memory(device)}
-            tracker.log_epoch(metrics)
-            logger.info("epoch %d/%d  train loss %.4f acc@1 %.2f%% | val loss %.4f acc@1 %.2f%% acc@5 %.2f%% "
-                        "| best %.2f%% | %.1fs, %.0f img/s", epoch + 1, cfg.TRAIN.EPOCHS, train_stats["train_loss"],
-                        train_stats["train_acc1"], val_stats["loss"], val_stats["acc1"], val_stats["acc5"],
-                        best_acc1, train_stats["epoch_time"], train_stats["images_per_sec"])
+            tracker.log_epoch({"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
+                               "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"], **peak_memory(device)})
+            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, val_stats, best_acc1))
             if is_best and keep_best:
-                save_checkpoint(os.path.join(run_dir, BEST_CHECKPOINT), checkpoint_state(epoch))
+                save(BEST_CHECKPOINT, epoch)
             if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS:
-                save_checkpoint(os.path.join(run_dir, LAST_CHECKPOINT), checkpoint_state(epoch))
-        finish_run(cfg, parts, run_dir, wandb_run, best_acc1, logger)
+                save(LAST_CHECKPOINT, epoch)
+        finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best_acc1, logger)
     tracker.set_status("finished")
     last_path = os.path.join(run_dir, LAST_CHECKPOINT)
-    if cfg.SAVE.CHECKPOINTS in ("best", "none") and os.path.isfile(last_path):
+    if world.is_main and cfg.SAVE.CHECKPOINTS in ("best", "none") and os.path.isfile(last_path):
         os.remove(last_path)  # written only so that the run could resume
-    log_outputs(logger, run_dir)
+    if world.is_main:
+        log_outputs(logger, run_dir)
     return run_dir
 
 
-def finish_run(cfg, parts: TrainingParts, run_dir: str, wandb_run: WandbRun, best_acc1: float | None,
+def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbRun, best_acc1: float | None,
                logger) -> None:
     """After the last epoch: the val report and submission.csv from the best checkpoint (the
-    final weights when SAVE.CHECKPOINTS keeps no best.pth)."""
-    best_path = os.path.join(run_dir, BEST_CHECKPOINT)
-    if os.path.isfile(best_path):
+    final weights when SAVE.CHECKPOINTS keeps no best.pth). `run_dir` is None on ranks other
+    than 0, which compute their shards and write nothing."""
+    # Every rank loads rank 0's best.pth: torchrun across nodes needs a shared disk, as on resume.
+    best_path = broadcast_from_main(os.path.join(run_dir, BEST_CHECKPOINT) if run_dir else None)
+    if broadcast_from_main(run_dir is not None and os.path.isfile(best_path)):
         load_model_weights(parts.model, load_checkpoint(best_path), best_path, cfg)
         weights = "the best checkpoint"
     else:
         weights = f"the final weights (SAVE.CHECKPOINTS {cfg.SAVE.CHECKPOINTS} keeps no best.pth)"
     metrics, image_paths = report_on_val(parts, run_dir)
+    predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
+    if run_dir is None:
+        return
     wandb_run.log_val_report(image_paths, metrics["predictions"].targets, metrics["predictions"].predicted,
                              parts.loaders.class_names)
-    predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
     write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
     wandb_run.finish()
     best = f"{best_acc1:.2f}%" if best_acc1 is not None else "none (no epoch trained)"
@@ -605,19 +779,37 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.EVAL_MODE or args.predict:
             run_from_checkpoint(args, cfg, evaluate_val=cfg.EVAL_MODE, write_predictions=args.predict)
             return 0
-        device = resolve_device(cfg.DEVICE)
         if args.throughput:
-            run_throughput_scan(cfg, device, args.batch_sizes, args.max_batch)
+            run_throughput_scan(cfg, resolve_device(cfg.DEVICE), args.batch_sizes, args.max_batch)
         elif args.lr_find:
-            run_lr_find(cfg, device)
+            run_lr_find(cfg, resolve_device(cfg.DEVICE))
         else:
-            train(cfg, device)
+            run_training(args, cfg)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if is_main_process():
+            print(f"error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        if is_main_process():
+            print(e, file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        close_world()
     return 0
+
+
+def run_training(args: argparse.Namespace, cfg) -> str:
+    """Training, alone or as one rank of a torchrun group."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else 0
+    device = resolve_device(device_for_rank(cfg.DEVICE, local_rank) if launched_by_torchrun() else cfg.DEVICE)
+    world = init_world(device)
+    plan = plan_run(args, cfg)
+    if plan.cfg.DEVICE != cfg.DEVICE:  # resuming on another device (DEVICE may change on resume)
+        device = resolve_device(device_for_rank(plan.cfg.DEVICE, local_rank) if world.distributed
+                                else plan.cfg.DEVICE)
+    return train(plan, device, world)
 
 
 if __name__ == "__main__":

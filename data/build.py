@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 
 from data import cifar, digits, medium_imagenet
 from data.dataset import ArrayStore, ImageDataset, ImageStore
-from data.sampler import EpochShuffleSampler
+from data.sampler import EpochShuffleSampler, ShardSampler
 from data.transforms import build_eval_transform, build_train_transform, unused_rand_augment_fields
 from utils.choices import resolve_choice
 from utils.errors import UserError
@@ -117,11 +118,42 @@ def resolve_num_workers(requested: int) -> int:
     return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def build_loader(cfg) -> Loaders:
-    """Load DATA.DATASET and wrap its train, val and test splits in DataLoaders.
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: leave SIGINT, SIGTERM and SIGUSR1 to the main process.
+
+    The main process catches them to save a checkpoint before it exits. Ctrl-C and a scheduler's
+    preemption signal reach every process of the job, workers included; a worker that died of
+    one would make the loader raise in the main process before that checkpoint is written.
+    """
+    for signal_number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signal_number, signal.SIG_IGN)
+
+
+def build_eval_samplers(val_length: int, test_length: int, shuffle_val: bool, seed: int,
+                        rank: int, world_size: int) -> tuple[Sampler[int], Sampler[int]]:
+    """(val sampler, test sampler): the whole splits for one process, else this rank's shards.
+
+    Val is shuffled from `seed` when `shuffle_val`; test is always in order, for the submission.
+    """
+    if world_size == 1:
+        val_sampler = (RandomSampler(range(val_length), generator=torch.Generator().manual_seed(seed))
+                       if shuffle_val else SequentialSampler(range(val_length)))
+        return val_sampler, SequentialSampler(range(test_length))
+    # RandomSampler's first pass above, so that every world size reads val in the same order.
+    val_order = (torch.randperm(val_length, generator=torch.Generator().manual_seed(seed)).tolist()
+                 if shuffle_val else None)
+    return (ShardSampler(val_length, rank, world_size, val_order),
+            ShardSampler(test_length, rank, world_size))
+
+
+def build_loader(cfg, rank: int = 0, world_size: int = 1) -> Loaders:
+    """Load DATA.DATASET and wrap its train, val and test splits in DataLoaders for process
+    `rank` of `world_size`.
 
     Images come out as uint8 (B, 3, IMG_SIZE, IMG_SIZE); normalise them on the device with
-    `data.normalize.Normalize(loaders.mean, loaders.std)`.
+    `data.normalize.Normalize(loaders.mean, loaders.std)`. With several processes each gets
+    DATA.BATCH_SIZE images of every global train batch, and an interleaved share of val and test
+    that `data.sampler.unshard` puts back in order.
     """
     spec = get_dataset_spec(cfg.DATA.DATASET)
     splits, class_names = spec.load(cfg.DATA.DATA_PATH, cfg.DATA.STORED_SIZE, cfg.DATA.IMG_SIZE, cfg.DATA.DOWNLOAD)
@@ -156,18 +188,18 @@ def build_loader(cfg) -> Loaders:
 
     def make_loader(dataset: ImageDataset, sampler, drop_last: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=cfg.DATA.BATCH_SIZE, sampler=sampler, drop_last=drop_last,
-                          num_workers=num_workers, pin_memory=pin_memory,
+                          num_workers=num_workers, pin_memory=pin_memory, worker_init_fn=ignore_stop_signals,
                           persistent_workers=cfg.DATA.PERSISTENT_WORKERS and num_workers > 0)
 
-    if cfg.TEST.SEQUENTIAL or not cfg.TEST.SHUFFLE:
-        val_sampler = SequentialSampler(val_dataset)
-    else:
-        val_sampler = RandomSampler(val_dataset, generator=torch.Generator().manual_seed(cfg.SEED))
+    shuffle_val = cfg.TEST.SHUFFLE and not cfg.TEST.SEQUENTIAL
+    val_sampler, test_sampler = build_eval_samplers(len(val_dataset), len(test_dataset), shuffle_val, cfg.SEED,
+                                                    rank, world_size)
+    train_sampler = EpochShuffleSampler(len(train_dataset), cfg.SEED, rank, world_size)
     # Dropping a ragged last batch keeps BatchNorm away from batches of one image.
-    drop_last = len(train_dataset) > cfg.DATA.BATCH_SIZE
+    drop_last = len(train_sampler) > cfg.DATA.BATCH_SIZE
     return Loaders(
-        train_loader=make_loader(train_dataset, EpochShuffleSampler(len(train_dataset), cfg.SEED), drop_last),
+        train_loader=make_loader(train_dataset, train_sampler, drop_last),
         val_loader=make_loader(val_dataset, val_sampler, False),
-        test_loader=make_loader(test_dataset, SequentialSampler(test_dataset), False),
+        test_loader=make_loader(test_dataset, test_sampler, False),
         train_dataset=train_dataset, val_dataset=val_dataset, test_dataset=test_dataset,
         num_classes=spec.num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names))

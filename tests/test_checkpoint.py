@@ -1,4 +1,5 @@
 """Checkpoints: atomic writes that survive a kill mid-save, and safe, clear loading."""
+import errno
 import os
 import random
 import signal
@@ -37,20 +38,38 @@ def test_rng_state_restores_python_numpy_and_torch_streams(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
-def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+def test_a_save_onto_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = str(tmp_path / "last.pth")
     save_checkpoint(path, state(1))
 
-    def broken_save(obj, f):
+    def disk_full(obj, f):
         f.write(b"half a checkpoint")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(UserError) as error:
+        save_checkpoint(path, state(2))
+    monkeypatch.undo()
+    assert str(error.value) == (f"could not write checkpoint {path} (No space left on device); the previous one is "
+                                f"unchanged. Free disk space or make {tmp_path} writable, then continue with "
+                                f"--resume auto")
+    assert load_checkpoint(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["last.pth"]
+
+
+def test_a_save_into_a_read_only_folder_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "best.pth")
+    save_checkpoint(path, state(1))
+
+    def read_only(src, dst):  # what rename(2) reports on a read-only mount (chmod does not stop root)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(UserError, match=r"\(Read-only file system\); the previous one is unchanged"):
         save_checkpoint(path, state(2))
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
-    assert os.listdir(tmp_path) == ["last.pth"]
+    assert os.listdir(tmp_path) == ["best.pth"]
 
 
 def test_killing_the_process_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):

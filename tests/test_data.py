@@ -17,7 +17,7 @@ from data.build import split_train_val
 from data.dataset import NO_LABEL, ArrayStore, ImageDataset
 from data.medium_imagenet import HDF5Images, _contiguous_runs, open_medium_imagenet
 from data.normalize import Normalize
-from data.sampler import EpochShuffleSampler
+from data.sampler import EpochShuffleSampler, ShardSampler, sample_seed, unshard
 from data.transforms import build_eval_transform, build_train_transform, parse_rand_augment
 from utils.errors import UserError
 
@@ -38,6 +38,11 @@ def collect(loader) -> tuple[torch.Tensor, torch.Tensor]:
         images.append(batch_images)
         labels.append(batch_labels)
     return torch.cat(images), torch.cat(labels)
+
+
+def sampler_indices(sampler) -> list[int]:
+    """The dataset indices of one pass over an EpochShuffleSampler, without their sample seeds."""
+    return [index for index, _ in sampler]
 
 
 def dataset_images(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +214,7 @@ def test_cifar10_counts_pixels_and_labels(cifar10):
 def test_cifar10_train_loader_follows_sampler_order(cifar10):
     loaders = build_loader(cifar_cfg("cifar10", cifar10.root))
     images, labels = collect(loaders.train_loader)
-    order = list(loaders.train_loader.sampler)
+    order = sampler_indices(loaders.train_loader.sampler)
     assert sorted(order) == list(range(50))
     np.testing.assert_array_equal(images.numpy(), cifar10.train_images[order])
     np.testing.assert_array_equal(labels.numpy(), cifar10.train_labels[order])
@@ -631,7 +636,7 @@ def test_train_images_equal_stored_pixels_without_augmentation(medium_imagenet):
     loaders = build_loader(mi_cfg(medium_imagenet.path))
     assert loaders.train_dataset.transform is None
     images, labels = collect(loaders.train_loader)
-    order = list(loaders.train_loader.sampler)
+    order = sampler_indices(loaders.train_loader.sampler)
     assert len(images) == 40  # 5 full batches of 8
     np.testing.assert_array_equal(images.numpy(), medium_imagenet.images["train"][order])
     np.testing.assert_array_equal(labels.numpy(), medium_imagenet.labels["train"][order])
@@ -743,18 +748,18 @@ def test_normalize_black_image():
 def test_epoch_shuffle_sampler():
     sampler = EpochShuffleSampler(50, seed=7)
     assert len(sampler) == 50
-    epoch0 = list(sampler)
+    epoch0 = sampler_indices(sampler)
     assert sorted(epoch0) == list(range(50))
-    assert list(sampler) == epoch0  # same (seed, epoch), same order
-    assert list(EpochShuffleSampler(50, seed=7)) == epoch0
+    assert sampler_indices(sampler) == epoch0  # same (seed, epoch), same order
+    assert sampler_indices(EpochShuffleSampler(50, seed=7)) == epoch0
     sampler.set_epoch(1)
-    epoch1 = list(sampler)
+    epoch1 = sampler_indices(sampler)
     assert sorted(epoch1) == list(range(50))
     assert epoch1 != epoch0
     sampler.set_epoch(0)
-    assert list(sampler) == epoch0
+    assert sampler_indices(sampler) == epoch0
     other = EpochShuffleSampler(50, seed=8)
-    assert list(other) != epoch0
+    assert sampler_indices(other) != epoch0
 
 
 def test_train_loader_reshuffles_per_epoch(cifar10):
@@ -762,13 +767,167 @@ def test_train_loader_reshuffles_per_epoch(cifar10):
     sampler = loaders.train_loader.sampler
     assert isinstance(sampler, EpochShuffleSampler)
     _, labels_epoch0 = collect(loaders.train_loader)
-    order0 = list(sampler)
+    order0 = sampler_indices(sampler)
     sampler.set_epoch(1)
     _, labels_epoch1 = collect(loaders.train_loader)
-    order1 = list(sampler)
+    order1 = sampler_indices(sampler)
     assert order0 != order1
     np.testing.assert_array_equal(labels_epoch0.numpy(), cifar10.train_labels[order0])
     np.testing.assert_array_equal(labels_epoch1.numpy(), cifar10.train_labels[order1])
+
+
+def test_shuffle_ranks_interleave_into_the_one_process_order():
+    """Rank r of 2 takes items r, r + 2, ... of the 1-process order, seeds included, cut to equal lengths."""
+    single = EpochShuffleSampler(101, seed=5)
+    ranks = [EpochShuffleSampler(101, seed=5, rank=rank, world_size=2) for rank in range(2)]
+    for sampler in (single, *ranks):
+        sampler.set_epoch(3)
+    shards = [list(sampler) for sampler in ranks]
+    assert len(ranks[0]) == len(ranks[1]) == len(shards[0]) == len(shards[1]) == 50
+    assert [item for pair in zip(*shards) for item in pair] == list(single)[:100]
+    # The permutation is that of earlier versions, so runs shuffled by them keep their order.
+    permutation_seed = int(np.random.SeedSequence([5, 3]).generate_state(1, np.uint64)[0])
+    expected = torch.randperm(101, generator=torch.Generator().manual_seed(permutation_seed)).tolist()
+    assert sampler_indices(single) == expected
+    with pytest.raises(ValueError):
+        EpochShuffleSampler(10, seed=0, rank=2, world_size=2)
+
+
+def test_set_start_skips_the_head_of_the_epoch_until_set_epoch():
+    sampler = EpochShuffleSampler(40, seed=1, rank=1, world_size=3)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.set_start(7)
+    assert list(sampler) == full[7:]
+    assert list(sampler) == full[7:]  # every pass of the epoch, until set_epoch
+    assert len(sampler) == 13
+    sampler.set_epoch(2)
+    assert list(sampler) == full
+    sampler.set_start(13)
+    assert list(sampler) == []
+    for position in (-1, 14):
+        with pytest.raises(ValueError, match="outside 0..13"):
+            sampler.set_start(position)
+
+
+def test_sample_seeds_follow_seed_epoch_and_index():
+    def pairs(seed, epoch):
+        sampler = EpochShuffleSampler(30, seed)
+        sampler.set_epoch(epoch)
+        return dict(sampler)
+
+    epoch0 = pairs(4, 0)
+    assert pairs(4, 0) == epoch0 and sorted(epoch0) == list(range(30))
+    epoch_seed = epoch0[0]
+    assert all(seed == sample_seed(epoch_seed, index) for index, seed in epoch0.items())
+    assert all(0 <= seed < 2**63 for seed in epoch0.values())
+    for other in (pairs(4, 1), pairs(5, 0)):
+        assert not set(other.values()) & set(epoch0.values())
+    assert sample_seed(2**63 - 1, 1) == 0
+
+
+def augmenting_digits_cfg(*opts: str):
+    """Digits with every augmentation on, over a small train subset to keep the passes fast."""
+    return digits_cfg("AUG.RAND_AUGMENT", "rand-m9-n2", "DATA.TRAIN_SUBSET", "320", *opts)
+
+
+def test_augmented_batches_do_not_depend_on_workers_batches_or_resuming():
+    serial = build_loader(augmenting_digits_cfg())
+    parallel = build_loader(augmenting_digits_cfg("DATA.NUM_WORKERS", "2")).train_loader
+    assert parallel.num_workers == 2
+    serial.train_loader.sampler.set_epoch(1)
+    parallel.sampler.set_epoch(1)
+    batches = list(serial.train_loader)
+    assert len(batches) == 10
+    for (images_0, labels_0), (images_2, labels_2) in zip(batches, parallel, strict=True):
+        assert torch.equal(images_0, images_2) and torch.equal(labels_0, labels_2)
+    # Resuming after three batches gives the rest of the same pass, with workers too.
+    parallel.sampler.set_start(32 * 3)
+    for (images_0, labels_0), (images_2, labels_2) in zip(batches[3:], parallel, strict=True):
+        assert torch.equal(images_0, images_2) and torch.equal(labels_0, labels_2)
+    # An image asked for on its own, outside any batch, is the one the batch held.
+    pairs = list(serial.train_loader.sampler)
+    for position in (0, 45, 319):
+        image, _ = serial.train_dataset[pairs[position]]
+        assert torch.equal(image, batches[position // 32][0][position % 32])
+
+
+def test_augmentation_changes_with_the_epoch_and_leaves_the_main_process_rng_alone():
+    loaders = build_loader(augmenting_digits_cfg())
+    sampler = loaders.train_loader.sampler
+
+    def images_by_index(epoch):
+        sampler.set_epoch(epoch)
+        images, _ = collect(loaders.train_loader)
+        return images[np.argsort(sampler_indices(sampler))]
+
+    # A pass without workers draws from the main process's generator only the seed that the
+    # DataLoader itself draws on starting; the augmentations leave it alone.
+    torch.manual_seed(0)
+    iter(loaders.train_loader)
+    after_start = torch.get_rng_state()
+    torch.manual_seed(0)
+    epoch0 = images_by_index(0)
+    assert torch.equal(torch.get_rng_state(), after_start)
+    rng_state = torch.get_rng_state()
+    loaders.train_dataset.__getitems__(list(sampler)[:32])
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    assert torch.equal(images_by_index(0), epoch0)
+    epoch1 = images_by_index(1)
+    changed = [not torch.equal(a, b) for a, b in zip(epoch0, epoch1)]
+    assert sum(changed) > 0.9 * len(changed)
+
+
+def test_two_processes_see_the_batches_of_one_with_twice_the_batch_size():
+    single = build_loader(augmenting_digits_cfg("DATA.BATCH_SIZE", "64", "TEST.SHUFFLE", "True"))
+    ranks = [build_loader(augmenting_digits_cfg("TEST.SHUFFLE", "True"), rank=rank, world_size=2)
+             for rank in range(2)]
+    for loaders in (single, *ranks):
+        loaders.train_loader.sampler.set_epoch(2)
+    rank_batches = [list(loaders.train_loader) for loaders in ranks]
+    assert len(rank_batches[0]) == len(rank_batches[1]) == len(single.train_loader) == 5
+    for (images, labels), *per_rank in zip(single.train_loader, *rank_batches, strict=True):
+        for rank, (rank_images, rank_labels) in enumerate(per_rank):
+            assert torch.equal(images[rank::2], rank_images) and torch.equal(labels[rank::2], rank_labels)
+    # Val and test are split between the ranks, each image once, and unshard restores the order.
+    for split in ("val_loader", "test_loader"):
+        shards = [list(collect(getattr(loaders, split))[0]) for loaders in ranks]
+        assert [len(shard) for shard in shards] == [180, 179]
+        assert torch.equal(torch.stack(unshard(shards)), collect(getattr(single, split))[0])
+        assert all(isinstance(getattr(loaders, split).sampler, ShardSampler) for loaders in ranks)
+
+
+@pytest.mark.parametrize("length, world_size", [(10, 3), (9, 3), (2, 4), (0, 2), (7, 1)])
+def test_shard_sampler_reads_each_item_once_and_unshard_restores_the_order(length, world_size):
+    order = np.random.default_rng(length).permutation(length).tolist()
+    samplers = [ShardSampler(length, rank, world_size, order) for rank in range(world_size)]
+    shards = [list(sampler) for sampler in samplers]
+    assert [len(sampler) for sampler in samplers] == [len(shard) for shard in shards]
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert unshard(shards) == order
+    plain = [list(ShardSampler(length, rank, world_size)) for rank in range(world_size)]
+    assert unshard([[f"item {index}" for index in shard] for shard in plain]) == [f"item {i}" for i in range(length)]
+
+
+def test_unshard_rejects_shards_that_are_no_interleaved_split():
+    assert unshard([[0, 2, 4], [1, 3]]) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="not an interleaved split"):
+        unshard([[0, 2], [1, 3, 5]])
+    with pytest.raises(ValueError, match="order holds 3 items for length 4"):
+        ShardSampler(4, 0, 2, order=[0, 1, 2])
+
+
+def test_loader_workers_ignore_stop_signals_meant_for_the_main_process():
+    import os
+    import signal
+
+    loader = build_loader(digits_cfg("DATA.NUM_WORKERS", "2")).train_loader
+    iterator = iter(loader)
+    next(iterator), next(iterator)  # one batch from each worker: both have run their worker_init_fn
+    for worker, signal_number in zip(iterator._workers * 2, (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)):
+        os.kill(worker.pid, signal_number)
+    assert len(list(iterator)) == len(loader) - 2
+    assert all(worker.exitcode is None or worker.exitcode == 0 for worker in iterator._workers)
 
 
 # --- class names and train subsets ---
@@ -818,7 +977,7 @@ def test_neighbouring_seeds_and_epochs_shuffle_differently():
     def order(seed, epoch):
         sampler = EpochShuffleSampler(100, seed)
         sampler.set_epoch(epoch)
-        return list(sampler)
+        return sampler_indices(sampler)
 
     assert order(0, 1) != order(1, 0)
     assert order(3, 2) == order(3, 2) and sorted(order(3, 2)) == list(range(100))

@@ -100,7 +100,7 @@ def interrupt_at_epoch(monkeypatch, interrupted_epoch):
     real_train_one_epoch = main.train_one_epoch
 
     def train_one_epoch(*args, **kwargs):
-        if args[8] == interrupted_epoch:  # the epoch argument
+        if args[3] == interrupted_epoch:  # the epoch argument
             raise KeyboardInterrupt
         return real_train_one_epoch(*args, **kwargs)
 

@@ -21,7 +21,8 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: a temporary file in the same folder, then a rename.
 
     A crash or kill at any moment leaves either the previous file or the new one, never a
-    truncated one.
+    truncated one. A write that fails (disk full, read-only or vanished folder) removes its
+    temporary file, leaves the previous checkpoint as it was, and raises UserError in one line.
     """
     folder = os.path.dirname(os.path.abspath(path))
     tmp_path = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
@@ -31,15 +32,19 @@ def save_checkpoint(path: str, state: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+        # Make the rename itself durable.
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        previous = "the previous one is unchanged" if os.path.isfile(path) else "no earlier one exists"
+        raise UserError(f"could not write checkpoint {path} ({e.strerror or e}); {previous}. Free disk space or "
+                        f"make {folder} writable, then continue with --resume auto") from None
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
-    # Make the rename itself durable.
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_user_file(path: str, what: str, hint: str) -> Any:

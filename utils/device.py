@@ -5,7 +5,7 @@ import logging
 import resource
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import Callable, ContextManager
 
 import torch
 from torch import nn
@@ -68,13 +68,17 @@ class DeviceSetup:
         """Loss scaling, needed by fp16 only (bf16 has fp32's range)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
-    def place(self, model: nn.Module) -> nn.Module:
-        """Move `model` in place and return what to call for forward passes (compiled or not).
+    def place(self, model: nn.Module, wrap: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
+        """Move `model` in place and return what to call for forward passes: `wrap(model)` when
+        given (DistributedDataParallel), compiled when COMPILE is on.
 
         Parameters are moved in place, so an optimizer built before still holds the right tensors.
         """
         model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
-        return torch.compile(model) if self.compile else model
+        wrapped = wrap(model) if wrap is not None else model
+        # Compiling the DDP wrapper (not the inner model) lets TorchDynamo split its graphs at
+        # DDP's gradient buckets, so communication still overlaps the backward pass.
+        return torch.compile(wrapped) if self.compile else wrapped
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -20,8 +20,9 @@ class _TqdmConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def create_logger(run_dir: str | None) -> logging.Logger:
-    """Route log records to the console (INFO and up) and to run_dir/log.txt, and return the run's logger.
+def create_logger(run_dir: str | None, quiet: bool = False) -> logging.Logger:
+    """Route log records to the console (INFO and up; warnings only when `quiet`, as for torchrun's
+    ranks other than 0) and to run_dir/log.txt, and return the run's logger.
 
     The handlers go on the root logger, so module loggers such as `data.build` reach both
     places too. Calling it again (a second run in one process) replaces the handlers.
@@ -31,7 +32,7 @@ def create_logger(run_dir: str | None) -> logging.Logger:
         root.removeHandler(handler)
         handler.close()
     root.setLevel(logging.INFO)
-    console = _TqdmConsoleHandler(logging.INFO)
+    console = _TqdmConsoleHandler(logging.WARNING if quiet else logging.INFO)
     console.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
     root.addHandler(console)
     if run_dir is not None:

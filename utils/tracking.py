@@ -12,6 +12,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
+from utils.preemption import Preempted
 from utils.plots import curves_figure, save_figure
 from utils.summary import summarize, write_summary
 
@@ -70,10 +71,17 @@ class StepsFile:
 
     def drop_epochs_from(self, epoch: int) -> None:
         """Forget the steps of epochs >= `epoch`: a resumed run logs them again."""
+        self._keep(lambda row: int(row["epoch"]) < epoch)
+
+    def drop_steps_from(self, global_step: int) -> None:
+        """Forget the steps >= `global_step`: a run resumed inside an epoch logs them again."""
+        self._keep(lambda row: int(row["global_step"]) < global_step)
+
+    def _keep(self, wanted) -> None:
         if not os.path.isfile(self.path):
             return
         with open(self.path, encoding="utf-8", newline="") as f:
-            kept = [row for row in csv.DictReader(f) if int(row["epoch"]) < epoch]
+            kept = [row for row in csv.DictReader(f) if wanted(row)]
         tmp_path = f"{self.path}.tmp-{os.getpid()}"
         with open(tmp_path, "w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, self.COLUMNS)
@@ -169,26 +177,38 @@ class WandbRun:
 class RunTracker:
     """Everything a run records as it goes, behind three calls: `log_steps`, `log_epoch` and
     `set_status`. Writes metrics.jsonl, steps.csv, curves.png and summary.json in the run folder
-    and forwards the numbers to `wandb_run`.
+    and forwards the numbers to `wandb_run`; with `enabled` False (torchrun's ranks other than 0)
+    it writes nothing.
 
     `summary_fields` are summarize()'s fixed arguments: epochs_planned, parameters, macs and
-    changed_config. Epochs from `start_epoch` on are forgotten first: a resumed run logs them again.
+    changed_config. What a resumed run logs again is forgotten first: epochs from `start_epoch`
+    on, and steps from `first_step` on (the start of `start_epoch` when not given).
     """
 
-    def __init__(self, run_dir: str, start_epoch: int, wandb_run: WandbRun, summary_fields: dict[str, Any]):
+    def __init__(self, run_dir: str, start_epoch: int, wandb_run: WandbRun, summary_fields: dict[str, Any],
+                 first_step: int | None = None, enabled: bool = True):
         self.run_dir = run_dir
+        self.enabled = enabled
         self.metrics_file, self.steps_file = MetricsFile(run_dir), StepsFile(run_dir)
-        self.metrics_file.drop_epochs_from(start_epoch)
-        self.steps_file.drop_epochs_from(start_epoch)
+        if enabled:
+            self.metrics_file.drop_epochs_from(start_epoch)
+            if first_step is None:
+                self.steps_file.drop_epochs_from(start_epoch)
+            else:
+                self.steps_file.drop_steps_from(first_step)
         self.wandb_run = wandb_run
         self.summary_fields = summary_fields
 
     def log_steps(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
         self.steps_file.log(rows)
         self.wandb_run.log_steps(rows)
 
     def log_epoch(self, metrics: dict[str, Any]) -> None:
         """One epoch's metrics; redraws curves.png and keeps summary.json at "running"."""
+        if not self.enabled:
+            return
         self.metrics_file.log(metrics)
         self.wandb_run.log_epoch(metrics)
         save_figure(curves_figure(self.metrics_file.read()), os.path.join(self.run_dir, "curves.png"))
@@ -201,6 +221,10 @@ class RunTracker:
         self.set_status("running")
         try:
             yield
+        except Preempted:
+            self.set_status("interrupted")
+            self.wandb_run.finish()
+            raise
         except KeyboardInterrupt:
             self.set_status("interrupted")
             logger.info("interrupted; continue with: %s", resume_hint)
@@ -213,4 +237,6 @@ class RunTracker:
 
     def set_status(self, status: str, error: str | None = None) -> None:
         """Rewrite summary.json with `status` (see utils.summary.STATUSES)."""
+        if not self.enabled:
+            return
         write_summary(self.run_dir, summarize(self.metrics_file.read(), status, error=error, **self.summary_fields))

@@ -21,19 +21,28 @@ def training_loss(outputs, targets: torch.Tensor, criterion) -> tuple[torch.Tens
     return outputs, criterion(outputs, targets)
 
 
-def forward_backward(model: nn.Module, normalize: nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                     criterion, scaler: torch.amp.GradScaler, setup: DeviceSetup,
-                     loss_divisor: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Move a uint8 batch to the device, run it forward and backward; gradients accumulate.
-
-    Returns (logits, loss, targets on the device). The backward pass sees loss / loss_divisor,
-    so that gradients summed over that many batches average them.
-    """
+def forward(model: nn.Module, normalize: nn.Module, images: torch.Tensor, targets: torch.Tensor, criterion,
+            setup: DeviceSetup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move a uint8 batch to the device and run it forward: (logits, loss, targets on the device)."""
     images = normalize(images.to(setup.device, non_blocking=True))
     targets = targets.to(setup.device, non_blocking=True)
     with setup.autocast():
         logits, loss = training_loss(model(images), targets, criterion)
+    return logits, loss, targets
+
+
+def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler, loss_divisor: int = 1) -> None:
+    """Accumulate the gradients of loss / loss_divisor, so that gradients summed over that many
+    batches average them."""
     scaler.scale(loss / loss_divisor).backward()
+
+
+def forward_backward(model: nn.Module, normalize: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                     criterion, scaler: torch.amp.GradScaler, setup: DeviceSetup,
+                     loss_divisor: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`forward`, then `backward`; gradients accumulate. Returns (logits, loss, targets on the device)."""
+    logits, loss, targets = forward(model, normalize, images, targets, criterion, setup)
+    backward(loss, scaler, loss_divisor)
     return logits, loss, targets
 
 

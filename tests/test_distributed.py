@@ -73,3 +73,19 @@ def test_the_val_accuracy_and_submission_equal_a_single_process_eval_of_the_chec
     assert (folder / eval_dir / "submission.csv").read_text() == (folder / "submission.csv").read_text()
     predicted = (folder / "val_predictions.csv").read_text()
     assert predicted == (folder / eval_dir / "val_predictions.csv").read_text()
+
+
+def test_a_rank_that_dies_restarts_the_group_which_resumes_from_last_pth(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "--max-restarts", "1", os.path.join(REPO, "tests", "die_once.py"), "--cfg", QUICKSTART,
+               "--output", str(tmp_path), "--tag", "restarted", "--device", "cpu", "--opts", *OPTS,
+               "TRAIN.EPOCHS", "3", "DATA.BATCH_SIZE", "32"]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = run_folder(tmp_path, "restarted")
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    log = (folder / "log.txt").read_text()
+    assert f"resumed from {folder / 'last.pth'}: continuing with epoch 2" in log
+    assert json.loads((folder / "summary.json").read_text())["status"] == "finished"

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
 
 from utils.errors import UserError
+
+# How long a rank waits for the others to join (a node that is slow to start, a busy disk).
+STORE_TIMEOUT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,23 @@ def init_world(device: torch.device) -> World:
         return World()
     world = World(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
     if world.distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=_store_for_this_attempt(world),
+                                rank=world.rank, world_size=world.size,
                                 device_id=device if device.type == "cuda" else None)
     return world
+
+
+def _store_for_this_attempt(world: World) -> dist.Store:
+    """torchrun's key-value store, under a prefix of its own for each start of the group.
+
+    With init_process_group's default env:// store, a group that `--max-restarts` restarted
+    read the addresses its dead predecessors had published (seen with gloo on torch 2.14: the
+    new rank 0 dialled the killed rank 1 and failed), so every attempt gets fresh keys.
+    """
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
+                          is_master=not agent_hosts_store and world.rank == 0, timeout=STORE_TIMEOUT)
+    return dist.PrefixStore(f"vision-zoo/attempt-{restart_count()}", store)
 
 
 def close_world() -> None:

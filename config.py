@@ -37,7 +37,8 @@ _C.DATA.DATASET = "digits"
 _C.DATA.IMG_SIZE = 32
 # Resolution of the MediumImageNet file to pick when DATA_PATH is a folder: 96 or 224.
 _C.DATA.STORED_SIZE = 96
-# Resampling used when resizing: nearest, bilinear or bicubic.
+# Resampling used when resizing: nearest, bilinear or bicubic. Rotation, perspective and the
+# augmentation policies, which torch cannot warp bicubically, use bilinear for bicubic.
 _C.DATA.INTERPOLATION = "bilinear"
 # Pin host memory so that copies to the GPU run asynchronously.
 _C.DATA.PIN_MEMORY = True
@@ -130,14 +131,34 @@ _C.TRAIN.MAX_STEPS_PER_EPOCH = 0
 # (its last checkpoint is kept). 0 never stops. fp16 overflow steps, which the loss scaler skips
 # by design, are not counted.
 _C.TRAIN.MAX_NONFINITE = 10
+# Label smoothing of the train loss (0.1 is the usual value; 0 is plain cross-entropy). It
+# composes with mixup/cutmix's soft targets; val loss stays plain cross-entropy.
+_C.TRAIN.LABEL_SMOOTHING = 0.0
+# Stop when val acc@1 has not improved for this many epochs (the report and submission then come
+# from best.pth as usual); 0 trains every epoch.
+_C.TRAIN.EARLY_STOP_PATIENCE = 0
 
 _C.TRAIN.LR_SCHEDULER = CN()
-# Schedule after warmup: cosine, step or constant. Stepped every optimizer update.
+# Schedule after warmup: cosine, step, multistep, exponential, polynomial, constant, onecycle (its
+# own warmup: WARMUP_EPOCHS does not apply) or plateau. Stepped every optimizer update; plateau
+# also once per epoch on a val metric.
 _C.TRAIN.LR_SCHEDULER.NAME = "cosine"
 # For step: epochs between decays.
 _C.TRAIN.LR_SCHEDULER.DECAY_EPOCHS = 30
-# For step: factor applied at each decay.
+# Factor applied at each decay: step, multistep (at each milestone), exponential (once per epoch),
+# plateau (after PATIENCE epochs without improvement).
 _C.TRAIN.LR_SCHEDULER.DECAY_RATE = 0.1
+# For multistep: the epochs at which the LR is multiplied by DECAY_RATE, e.g. (100, 150).
+_C.TRAIN.LR_SCHEDULER.MILESTONES = (30, 60, 90)
+# For polynomial: the exponent of the decay from LR to MIN_LR (1 is linear).
+_C.TRAIN.LR_SCHEDULER.POWER = 1.0
+# For onecycle: the share of the run spent rising to LR (momentum falls meanwhile, then rises).
+_C.TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START = 0.3
+# For plateau: the val metric watched, val_loss or val_acc1.
+_C.TRAIN.LR_SCHEDULER.PLATEAU_METRIC = "val_loss"
+# For plateau: epochs without improvement before the LR is multiplied by DECAY_RATE (never below
+# TRAIN.MIN_LR).
+_C.TRAIN.LR_SCHEDULER.PATIENCE = 10
 
 _C.TRAIN.OPTIMIZER = CN()
 # Optimizer: sgd, adam, adamw, rmsprop or radam.
@@ -163,6 +184,53 @@ _C.AUG.HFLIP_PROB = 0.5
 _C.AUG.COLOR_JITTER = 0.4
 # RandAugment as "rand-m{magnitude}-n{ops}" (timm style, e.g. rand-m9-n2); "" disables.
 _C.AUG.RAND_AUGMENT = ""
+# The train chain runs geometry, then the policies (AutoAugment, RandAugment, TrivialAugment,
+# AugMix), then colour, then erasing, whatever order the keys are set in; data/transforms.py says why.
+# Random-resized crop: the (min, max) share of the image's area kept, e.g. (0.08, 1.0), then resized
+# to IMG_SIZE (aspect ratio 3/4 to 4/3). Replaces the plain resize; the padded crop still follows
+# unless CROP_PADDING is 0. () or (0, 0) disables.
+_C.AUG.RRC_SCALE = ()
+# Probability of a vertical flip; 0 disables.
+_C.AUG.VFLIP_PROB = 0.0
+# Rotation by an angle drawn from [-ROTATION, ROTATION] degrees, corners filled black; 0 disables.
+_C.AUG.ROTATION = 0.0
+# Probability of a random perspective warp (corners filled black); 0 disables.
+_C.AUG.PERSPECTIVE_PROB = 0.0
+# Perspective strength in [0, 1]: how far each corner may move, as a share of half the side.
+_C.AUG.PERSPECTIVE_DISTORTION = 0.5
+# Colour jitter of the hue, by up to this share of the colour wheel, in [0, 0.5]; 0 disables.
+_C.AUG.COLOR_JITTER_HUE = 0.0
+# Probability of turning the image gray (all three channels kept); 0 disables.
+_C.AUG.GRAYSCALE_PROB = 0.0
+# Probability of a gaussian blur; 0 disables.
+_C.AUG.BLUR_PROB = 0.0
+# Gaussian blur kernel side in pixels: odd, and below 2 * IMG_SIZE (SimCLR uses ~10% of IMG_SIZE).
+_C.AUG.BLUR_KERNEL = 3
+# Gaussian blur sigma, drawn from this (min, max) range in pixels for each image.
+_C.AUG.BLUR_SIGMA = (0.1, 2.0)
+# AutoAugment with the policy searched on imagenet, cifar10 or svhn; "" disables.
+_C.AUG.AUTO_AUGMENT = ""
+# TrivialAugment (torchvision's TrivialAugmentWide): one random op at a random strength per image.
+_C.AUG.TRIVIAL_AUGMENT = False
+# AugMix severity, 1 (mild) to 10 (torchvision's default is 3); 0 disables.
+_C.AUG.AUGMIX = 0
+# Probability of random erasing (cutout) of one rectangle; 0 disables.
+_C.AUG.ERASE_PROB = 0.0
+# Random erasing: the (min, max) share of the image's area erased.
+_C.AUG.ERASE_SCALE = (0.02, 0.33)
+# Random erasing: the uint8 pixel value (0 to 255) written into the rectangle. Pixels are uint8
+# here, before normalisation, so torchvision's "random" (standard-normal noise) is not offered.
+_C.AUG.ERASE_VALUE = 0
+
+# Mixup alpha (Zhang et al. 2018) of the Beta distribution the mixing weight is drawn from, on
+# whole device batches after normalisation (torchvision v2.MixUp); 0 disables. 0.2 is usual.
+_C.AUG.MIXUP = 0.0
+# CutMix alpha (Yun et al. 2019, v2.CutMix); 0 disables. 1.0 is usual.
+_C.AUG.CUTMIX = 0.0
+# Probability that a batch is mixed at all when MIXUP or CUTMIX is on.
+_C.AUG.MIX_PROB = 1.0
+# With both on: probability of CutMix rather than Mixup for a mixed batch.
+_C.AUG.MIX_SWITCH_PROB = 0.5
 
 # -----------------------------------------------------------------------------
 # Evaluation
@@ -398,7 +466,7 @@ def _choices() -> dict[str, Sequence[str]]:
     import models  # noqa: F401  (importing the zoo fills the model registry)
     from data.build import DATASETS
     from models.registry import list_models
-    from optimizer import OPTIMIZERS, SCHEDULERS
+    from optimizer import OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS
 
     return {
         "DATA.DATASET": list(DATASETS),
@@ -410,10 +478,17 @@ def _choices() -> dict[str, Sequence[str]]:
         "MODEL.CONVNEXT.NORM": ("layernorm", "batchnorm", "dyt"),
         "TRAIN.MIXED_PRECISION": ("bf16", "fp16", "off"),
         "TRAIN.LR_SCHEDULER.NAME": SCHEDULERS,
+        "TRAIN.LR_SCHEDULER.PLATEAU_METRIC": PLATEAU_METRICS,
         "TRAIN.OPTIMIZER.NAME": OPTIMIZERS,
         "WANDB.MODE": ("online", "offline", "disabled"),
         "SAVE.CHECKPOINTS": ("best_and_last", "best", "last", "none"),
     }
+
+
+def _is_positive_range(values: Sequence, high: float) -> bool:
+    """`values` is two numbers (min, max) with 0 < min <= max <= high."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return len(values) == 2 and numbers and 0 < values[0] <= values[1] <= high
 
 
 def _check_values(cfg: CN) -> None:
@@ -422,6 +497,9 @@ def _check_values(cfg: CN) -> None:
     for full_key, choices in _choices().items():
         node, _, leaf = resolve_key_path(cfg, full_key)
         node[leaf] = resolve_choice(full_key, node[leaf], choices)
+    if cfg.AUG.AUTO_AUGMENT:  # "" switches it off, so it is not listed among the names
+        from data.transforms import AUTO_AUGMENT_POLICIES
+        cfg.AUG.AUTO_AUGMENT = resolve_choice("AUG.AUTO_AUGMENT", cfg.AUG.AUTO_AUGMENT, AUTO_AUGMENT_POLICIES)
     subset = cfg.DATA.TRAIN_SUBSET
     checks = [
         (cfg.DATA.BATCH_SIZE >= 1, "DATA.BATCH_SIZE must be at least 1"),
@@ -441,10 +519,39 @@ def _check_values(cfg: CN) -> None:
         (cfg.TRAIN.WARMUP_EPOCHS >= 0, "TRAIN.WARMUP_EPOCHS must be 0 or more"),
         (cfg.TRAIN.MAX_STEPS_PER_EPOCH >= 0, "TRAIN.MAX_STEPS_PER_EPOCH must be 0 (whole epochs) or more"),
         (cfg.TRAIN.MAX_NONFINITE >= 0, "TRAIN.MAX_NONFINITE must be 0 (never stop) or more"),
+        (cfg.TRAIN.EARLY_STOP_PATIENCE >= 0, "TRAIN.EARLY_STOP_PATIENCE must be 0 (off) or more epochs"),
+        (0.0 <= cfg.TRAIN.LABEL_SMOOTHING < 1.0, "TRAIN.LABEL_SMOOTHING must be in [0, 1)"),
+        (cfg.AUG.MIXUP >= 0 and cfg.AUG.CUTMIX >= 0, "AUG.MIXUP and AUG.CUTMIX alphas must be 0 (off) or more"),
+        (0.0 <= cfg.AUG.MIX_PROB <= 1.0, "AUG.MIX_PROB must be in [0, 1]"),
+        (0.0 <= cfg.AUG.MIX_SWITCH_PROB <= 1.0, "AUG.MIX_SWITCH_PROB must be in [0, 1]"),
+        (0.0 < cfg.TRAIN.LR_SCHEDULER.DECAY_RATE <= 1.0, "TRAIN.LR_SCHEDULER.DECAY_RATE must be in (0, 1]"),
+        (all(b > a for a, b in zip(cfg.TRAIN.LR_SCHEDULER.MILESTONES, cfg.TRAIN.LR_SCHEDULER.MILESTONES[1:]))
+         and all(m > 0 for m in cfg.TRAIN.LR_SCHEDULER.MILESTONES),
+         "TRAIN.LR_SCHEDULER.MILESTONES must be increasing positive epochs, e.g. (100, 150)"),
+        (cfg.TRAIN.LR_SCHEDULER.POWER > 0, "TRAIN.LR_SCHEDULER.POWER must be positive"),
+        (0.0 < cfg.TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START < 1.0,
+         "TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START must be in (0, 1)"),
+        (cfg.TRAIN.LR_SCHEDULER.PATIENCE >= 0, "TRAIN.LR_SCHEDULER.PATIENCE must be 0 or more epochs"),
         (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2, "TRAIN.OPTIMIZER.BETAS must hold two numbers, e.g. (0.9, 0.999)"),
         (0.0 <= cfg.AUG.HFLIP_PROB <= 1.0, "AUG.HFLIP_PROB must be in [0, 1]"),
         (cfg.AUG.CROP_PADDING >= 0, "AUG.CROP_PADDING must be 0 or more"),
         (cfg.AUG.COLOR_JITTER >= 0.0, "AUG.COLOR_JITTER must be 0 or more"),
+        *[(0.0 <= cfg.AUG[key] <= 1.0, f"AUG.{key} must be in [0, 1]")
+          for key in ("VFLIP_PROB", "PERSPECTIVE_PROB", "GRAYSCALE_PROB", "BLUR_PROB", "ERASE_PROB")],
+        (cfg.AUG.RRC_SCALE in ((), (0, 0)) or _is_positive_range(cfg.AUG.RRC_SCALE, 1.0),
+         f"AUG.RRC_SCALE must be (min, max) with 0 < min <= max <= 1, or () to disable; got {cfg.AUG.RRC_SCALE}"),
+        (0.0 <= cfg.AUG.ROTATION <= 180.0, "AUG.ROTATION must be in [0, 180] degrees"),
+        (0.0 <= cfg.AUG.PERSPECTIVE_DISTORTION <= 1.0, "AUG.PERSPECTIVE_DISTORTION must be in [0, 1]"),
+        (0.0 <= cfg.AUG.COLOR_JITTER_HUE <= 0.5, "AUG.COLOR_JITTER_HUE must be in [0, 0.5]"),
+        (cfg.AUG.BLUR_KERNEL % 2 == 1 and 0 < cfg.AUG.BLUR_KERNEL < 2 * cfg.DATA.IMG_SIZE,
+         f"AUG.BLUR_KERNEL must be odd and below 2 * DATA.IMG_SIZE = {2 * cfg.DATA.IMG_SIZE}; "
+         f"got {cfg.AUG.BLUR_KERNEL}"),
+        (_is_positive_range(cfg.AUG.BLUR_SIGMA, float("inf")),
+         f"AUG.BLUR_SIGMA must be (min, max) with 0 < min <= max; got {cfg.AUG.BLUR_SIGMA}"),
+        (0 <= cfg.AUG.AUGMIX <= 10, "AUG.AUGMIX must be a severity from 1 to 10, or 0 to disable"),
+        (_is_positive_range(cfg.AUG.ERASE_SCALE, 1.0),
+         f"AUG.ERASE_SCALE must be (min, max) with 0 < min <= max <= 1; got {cfg.AUG.ERASE_SCALE}"),
+        (0 <= cfg.AUG.ERASE_VALUE <= 255, "AUG.ERASE_VALUE must be a uint8 pixel value, 0 to 255"),
         (len(cfg.SUBMISSION.HEADER.split(",")) == 2, "SUBMISSION.HEADER must name two columns, e.g. Id,Category"),
         (cfg.SAVE_FREQ >= 1, "SAVE_FREQ must be at least 1"),
         (cfg.PRINT_FREQ >= 1, "PRINT_FREQ must be at least 1"),

@@ -32,11 +32,12 @@ from config import changed_from_defaults, flatten, get_config
 from data import Loaders, build_loader
 from data.build import ignore_stop_signals
 from data.normalize import Normalize
+from data.mix import BatchMixer, build_batch_mixer
 from data.sampler import ShardSampler
 from models import build_model, list_models
 from models.build import resolve_num_classes
 from models.complexity import count_macs, count_parameters, format_count
-from optimizer import build_optimizer, build_scheduler
+from optimizer import build_optimizer, build_scheduler, load_scheduler_state, lr_at_current_step
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.cli import OneLineErrorParser
 from utils.device import DeviceSetup, peak_memory, reset_peak_memory, resolve_device
@@ -187,6 +188,8 @@ class TrainingParts:
     parameters: int
     macs: int
     ddp: DistributedDataParallel | None = None  # the DDP wrapper under torchrun, for no_sync()
+    train_criterion: nn.Module | None = None  # with label smoothing; `criterion` (plain) scores val
+    mix: BatchMixer | None = None  # mixup / cutmix of each train batch
 
 
 def build_training_parts(cfg, device: torch.device, world: World = World()) -> TrainingParts:
@@ -214,8 +217,11 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
 
     forward_model = setup.place(model, wrap=wrap_in_ddp if world.distributed else None)
     normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
+    mix = build_batch_mixer(cfg.AUG.MIXUP, cfg.AUG.CUTMIX, cfg.AUG.MIX_PROB, cfg.AUG.MIX_SWITCH_PROB,
+                            loaders.num_classes)
     return TrainingParts(model, forward_model, normalize, optimizer, setup.grad_scaler(), setup, loaders,
-                         nn.CrossEntropyLoss(), parameters, macs, wrappers[0] if wrappers else None)
+                         nn.CrossEntropyLoss(), parameters, macs, wrappers[0] if wrappers else None,
+                         nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING), mix)
 
 
 def plan_epoch(num_batches: int, accumulation_steps: int, max_steps: int) -> tuple[int, int]:
@@ -277,7 +283,8 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
         update_now = (i + 1) % accumulation == 0 or i + 1 == num_batches
         # Under DDP, only the last micro-batch of a group all-reduces its gradients.
         with nullcontext() if update_now or parts.ddp is None else parts.ddp.no_sync():
-            logits, loss, targets = forward(model, parts.normalize, images, targets, parts.criterion, setup)
+            logits, loss, targets = forward(model, parts.normalize, images, targets,
+                                            parts.train_criterion or parts.criterion, setup, parts.mix)
             guard.add_loss(loss)
             if update_now:
                 guard.publish(stop.requested)
@@ -541,13 +548,21 @@ def config_for_resume(args: argparse.Namespace, cfg, checkpoint: dict, path: str
     return resumed, notes
 
 
-def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps_per_epoch: int,
-                           logger) -> tuple[int, float | None, str | None, EpochProgress]:
-    """(first epoch to train, best val acc@1 so far, W&B run id, progress inside that epoch).
+@dataclass
+class StartingPoint:
+    """Where training starts: from a checkpoint, or from TRAIN.START_EPOCH."""
+    epoch: int
+    best_acc1: float | None = None
+    wandb_id: str | None = None
+    progress: EpochProgress = field(default_factory=EpochProgress)
+    epochs_since_best: int = 0  # for TRAIN.EARLY_STOP_PATIENCE
 
-    From the checkpoint, whose optimizer, scheduler, scaler and RNG states are restored, or else
-    TRAIN.START_EPOCH, with the LR schedule moved to where that epoch would have it. A checkpoint
-    of another run folder starts a new run: no best yet and a W&B run of its own.
+
+def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps_per_epoch: int,
+                           logger) -> StartingPoint:
+    """From the checkpoint, whose optimizer, scheduler, scaler and RNG states are restored, or
+    else TRAIN.START_EPOCH, with the LR schedule moved to where that epoch would have it. A
+    checkpoint of another run folder starts a new run: no best yet and a W&B run of its own.
     """
     checkpoint, cfg = plan.checkpoint, plan.cfg
     if checkpoint is None:
@@ -557,12 +572,12 @@ def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(cfg.TRAIN.START_EPOCH * steps_per_epoch):
                 scheduler.step()
-        return cfg.TRAIN.START_EPOCH, None, None, EpochProgress()
+        return StartingPoint(cfg.TRAIN.START_EPOCH)
     parts.optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
+    load_scheduler_state(scheduler, checkpoint["scheduler"])
     # The schedule is this config's (TRAIN.EPOCHS may have changed): apply it from the current step.
-    for group, base_lr, factor in zip(parts.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-        group["lr"] = base_lr * factor(scheduler.last_epoch)
+    for group, lr in zip(parts.optimizer.param_groups, lr_at_current_step(scheduler) or []):
+        group["lr"] = lr
     if parts.scaler.is_enabled() and checkpoint["scaler"]:
         parts.scaler.load_state_dict(checkpoint["scaler"])
     elif parts.scaler.is_enabled():
@@ -574,11 +589,11 @@ def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps
     if os.path.dirname(os.path.abspath(plan.resume_path)) != os.path.abspath(plan.run_dir):
         logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with %s",
                     plan.resume_path, where)
-        return epoch, None, None, progress
+        return StartingPoint(epoch, progress=progress)
     best = checkpoint["best_acc1"]
     logger.info("resumed from %s: continuing with %s (best val acc@1 so far %s)", plan.resume_path, where,
                 f"{best:.2f}%" if best is not None else "none yet")
-    return epoch, best, checkpoint["wandb_id"], progress
+    return StartingPoint(epoch, best, checkpoint["wandb_id"], progress, checkpoint.get("epochs_since_best", 0))
 
 
 def loop_settings(cfg, train_batches: int) -> tuple[LoopSettings, int]:
@@ -589,10 +604,13 @@ def loop_settings(cfg, train_batches: int) -> tuple[LoopSettings, int]:
                         cfg.TRAIN.MAX_NONFINITE), steps_per_epoch
 
 
-def epoch_line(epoch: int, epochs: int, train_stats: dict, val_stats: dict, best_acc1: float) -> str:
-    """The log line that closes an epoch."""
+def epoch_line(epoch: int, epochs: int, train_stats: dict, val_stats: dict, best_acc1: float,
+               mixing: bool = False) -> str:
+    """The log line that closes an epoch. With mixup/cutmix, train acc@1 is on each image's
+    dominant label, and says so."""
     skipped = train_stats["nonfinite_updates"]
-    return (f"epoch {epoch + 1}/{epochs}  train loss {train_stats['train_loss']:.4f} acc@1 "
+    return (f"epoch {epoch + 1}/{epochs}  train loss {train_stats['train_loss']:.4f} "
+            f"acc@1{' (dominant label)' if mixing else ''} "
             f"{train_stats['train_acc1']:.2f}% | val loss {val_stats['loss']:.4f} acc@1 {val_stats['acc1']:.2f}% "
             f"acc@5 {val_stats['acc5']:.2f}% | best {best_acc1:.2f}% | {train_stats['epoch_time']:.1f}s, "
             f"{train_stats['images_per_sec']:.0f} img/s" + (f" | {skipped} updates skipped for a NaN/Inf loss"
@@ -611,15 +629,15 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
         logger.info(note)
     loop, steps_per_epoch = loop_settings(cfg, len(parts.loaders.train_loader))
     scheduler = build_scheduler(cfg, parts.optimizer, steps_per_epoch)
-    start_epoch, best_acc1, wandb_id, progress = restore_training_state(plan, parts, scheduler, steps_per_epoch,
-                                                                        logger)
+    start = restore_training_state(plan, parts, scheduler, steps_per_epoch, logger)
+    best_acc1, progress, epochs_since_best = start.best_acc1, start.progress, start.epochs_since_best
     logger.info(describe_run(cfg, parts, steps_per_epoch, device, world))
     wandb_run = WandbRun(cfg.WANDB.MODE if world.is_main else "disabled", cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
                          name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
-                         config=_config_as_dict(cfg), resume_id=wandb_id, group=cfg.WANDB.GROUP)
-    tracker = RunTracker(run_dir, start_epoch, wandb_run, dict(
+                         config=_config_as_dict(cfg), resume_id=start.wandb_id, group=cfg.WANDB.GROUP)
+    tracker = RunTracker(run_dir, start.epoch, wandb_run, dict(
         epochs_planned=cfg.TRAIN.EPOCHS, parameters=parts.parameters, macs=parts.macs,
-        changed_config=changed_from_defaults(cfg)), first_step=start_epoch * loop.num_batches + progress.batches_done,
+        changed_config=changed_from_defaults(cfg)), first_step=start.epoch * loop.num_batches + progress.batches_done,
         enabled=world.is_main)
     keep_best = cfg.SAVE.CHECKPOINTS in ("best_and_last", "best")
 
@@ -629,11 +647,11 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
                 "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "epoch": epoch,
                 "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(), "wandb_id": wandb_run.run_id,
-                "progress": asdict(epoch_progress) if epoch_progress else None})
+                "progress": asdict(epoch_progress) if epoch_progress else None, "epochs_since_best": epochs_since_best})
 
     resume_hint = f"python main.py --cfg ... --tag {os.path.basename(run_dir)} --resume auto"
     with tracker.recording_interruptions(resume_hint), StopRequest() as stop:
-        for epoch in range(start_epoch, cfg.TRAIN.EPOCHS):
+        for epoch in range(start.epoch, cfg.TRAIN.EPOCHS):
             parts.loaders.train_loader.sampler.set_epoch(epoch)
             parts.loaders.train_loader.sampler.set_start(progress.batches_done * cfg.DATA.BATCH_SIZE)
             reset_peak_memory(device)
@@ -651,13 +669,21 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
             # The first epoch of a run is its best so far, even at 0% accuracy.
             is_best = best_acc1 is None or val_stats["acc1"] > best_acc1
             best_acc1 = val_stats["acc1"] if is_best else best_acc1
+            epochs_since_best = 0 if is_best else epochs_since_best + 1
+            if hasattr(scheduler, "step_epoch"):  # plateau: the val metrics decide
+                scheduler.step_epoch({"val_loss": val_stats["loss"], "val_acc1": val_stats["acc1"]})
             tracker.log_epoch({"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
                                "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"], **peak_memory(device)})
-            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, val_stats, best_acc1))
+            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, val_stats, best_acc1, parts.mix is not None))
             if is_best and keep_best:
                 save(BEST_CHECKPOINT, epoch)
-            if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS:
+            stop_early = 0 < cfg.TRAIN.EARLY_STOP_PATIENCE <= epochs_since_best
+            if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS or stop_early:
                 save(LAST_CHECKPOINT, epoch)
+            if stop_early:
+                logger.info("early stop: val acc@1 has not improved for %d epochs (TRAIN.EARLY_STOP_PATIENCE)",
+                            epochs_since_best)
+                break
         finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best_acc1, logger)
     tracker.set_status("finished")
     last_path = os.path.join(run_dir, LAST_CHECKPOINT)
@@ -787,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
             run_training(args, cfg)
     except UserError as e:
         if is_main_process():
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {user_error_line(e)}", file=sys.stderr)
         return 2
     except Preempted as e:
         if is_main_process():
@@ -798,6 +824,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         close_world()
     return 0
+
+
+def user_error_line(error: UserError) -> str:
+    """The error's one line. One raised in a loader worker (a transform that cannot run) arrives
+    wrapped in the worker's traceback, whose last line holds the original message."""
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1 and "DataLoader worker process" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]
+    return lines[0] if lines else ""
 
 
 def run_training(args: argparse.Namespace, cfg) -> str:

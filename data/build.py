@@ -1,7 +1,9 @@
 """Build the train, val and test loaders from the config: the only data code that reads it."""
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
@@ -129,6 +131,22 @@ def ignore_stop_signals(worker_id: int) -> None:
         signal.signal(signal_number, signal.SIG_IGN)
 
 
+@atexit.register
+def _kill_leftover_workers() -> None:
+    """At exit, kill the loader workers still alive (an iterator kept alive by a traceback, say).
+
+    multiprocessing stops daemonic children at exit with SIGTERM and then waits for them, which
+    would wait forever on workers that ignore SIGTERM (`ignore_stop_signals`). Registered after
+    multiprocessing's own handler, so it runs first.
+    """
+    leftover = [child for child in multiprocessing.active_children() if child.daemon]
+    if leftover:
+        # torch's SIGCHLD handler would report these deaths as a loader failure.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in leftover:
+        child.kill()
+
+
 def build_eval_samplers(val_length: int, test_length: int, shuffle_val: bool, seed: int,
                         rank: int, world_size: int) -> tuple[Sampler[int], Sampler[int]]:
     """(val sampler, test sampler): the whole splits for one process, else this rank's shards.
@@ -164,8 +182,15 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1) -> Loaders:
     if cfg.AUG.RAND_AUGMENT and unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT):
         logger.warning("AUG.RAND_AUGMENT: %s not supported by torchvision's RandAugment; using only m and n",
                        "-".join(unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT)))
-    train_transform = build_train_transform(img_size, stored_size, cfg.AUG.CROP_PADDING, cfg.AUG.HFLIP_PROB,
-                                            cfg.AUG.COLOR_JITTER, cfg.AUG.RAND_AUGMENT, cfg.DATA.INTERPOLATION)
+    aug = cfg.AUG
+    train_transform = build_train_transform(
+        img_size, stored_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.RAND_AUGMENT,
+        cfg.DATA.INTERPOLATION, rrc_scale=aug.RRC_SCALE, vflip_prob=aug.VFLIP_PROB, rotation=aug.ROTATION,
+        perspective_prob=aug.PERSPECTIVE_PROB, perspective_distortion=aug.PERSPECTIVE_DISTORTION,
+        color_jitter_hue=aug.COLOR_JITTER_HUE, grayscale_prob=aug.GRAYSCALE_PROB, blur_prob=aug.BLUR_PROB,
+        blur_kernel=aug.BLUR_KERNEL, blur_sigma=aug.BLUR_SIGMA, auto_augment=aug.AUTO_AUGMENT,
+        trivial_augment=aug.TRIVIAL_AUGMENT, augmix_severity=aug.AUGMIX, erase_prob=aug.ERASE_PROB,
+        erase_scale=aug.ERASE_SCALE, erase_value=aug.ERASE_VALUE)
     eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
 
     test_store, test_labels = splits["test"]

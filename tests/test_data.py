@@ -5,6 +5,7 @@ scikit-learn. Everything runs on the CPU with tiny data.
 """
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -928,6 +929,21 @@ def test_loader_workers_ignore_stop_signals_meant_for_the_main_process():
         os.kill(worker.pid, signal_number)
     assert len(list(iterator)) == len(loader) - 2
     assert all(worker.exitcode is None or worker.exitcode == 0 for worker in iterator._workers)
+
+
+def test_a_crash_with_live_loader_workers_still_exits():
+    """Workers ignore SIGTERM, which is how multiprocessing stops them at exit: without the exit
+    handler that kills them, a crash that keeps an iterator alive hung forever."""
+    import subprocess
+    import sys
+
+    script = ("from config import get_config\nfrom data import build_loader\n"
+              "loader = build_loader(get_config('configs/quickstart.yaml', ['DATA.NUM_WORKERS', '2']))\n"
+              "iterator = iter(loader.train_loader)\nnext(iterator)\nraise RuntimeError('an internal bug')\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith("RuntimeError: an internal bug")
 
 
 # --- class names and train subsets ---

@@ -336,3 +336,18 @@ def test_a_nan_loss_skips_its_update_and_is_counted():
     for a, b in zip(with_nan.parameters(), without.parameters()):
         assert torch.allclose(a, b)
     assert stats["train_loss"] == stats["train_loss"]  # not NaN: the epoch's mean leaves that batch out
+
+
+def test_a_user_error_raised_in_a_loader_worker_is_still_one_line():
+    from torch._utils import ExceptionWrapper
+
+    from utils.errors import UserError
+    try:
+        raise UserError("AUG.BLUR_KERNEL: GaussianBlur failed on a 8x8 px image: Padding size; lower it")
+    except UserError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")  # what the DataLoader sends back
+    with pytest.raises(UserError) as error:
+        wrapped.reraise()
+    assert "\n" in str(error.value)
+    assert main.user_error_line(error.value) == ("AUG.BLUR_KERNEL: GaussianBlur failed on a 8x8 px image: Padding "
+                                                 "size; lower it")

@@ -100,8 +100,12 @@ def test_unknown_names_suggest_the_closest_and_list_the_valid_ones():
     with pytest.raises(UserError, match="unknown TRAIN.OPTIMIZER.NAME 'adamx'; did you mean adam.? "
                                         "choose one of: sgd, adam, adamw"):
         build(["TRAIN.OPTIMIZER.NAME", "adamx"])
-    with pytest.raises(UserError, match="unknown TRAIN.LR_SCHEDULER.NAME 'poly'; choose one of: cosine, step, constant"):
+    with pytest.raises(UserError, match="unknown TRAIN.LR_SCHEDULER.NAME 'poly'; choose one "
+                                        "of: cosine, step, multistep, exponential, polynomial, constant, onecycle, "
+                                        "plateau"):
         build(["TRAIN.LR_SCHEDULER.NAME", "poly"])
+    with pytest.raises(UserError, match="unknown TRAIN.LR_SCHEDULER.PLATEAU_METRIC 'acc'"):
+        build(["TRAIN.LR_SCHEDULER.PLATEAU_METRIC", "acc"])
 
 
 def test_optimizer_and_scheduler_names_match_in_any_case():
@@ -122,3 +126,71 @@ def test_parameters_a_model_lists_in_no_weight_decay_are_exempt():
     v1 = create_model("convnext_tiny")
     assert id(dict(v1.named_parameters())["features.1.0.layer_scale"]) in {
         id(p) for p in build_optimizer(cfg, v1).param_groups[1]["params"]}
+
+
+def lrs_per_update(opts, steps_per_epoch, updates):
+    """The LR of each of `updates` optimizer updates under the schedule `opts` configure."""
+    cfg, _, opt = build(opts)
+    scheduler = build_scheduler(cfg, opt, steps_per_epoch=steps_per_epoch)
+    lrs = []
+    for _ in range(updates):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return lrs
+
+
+def test_multistep_multiplies_the_lr_at_each_milestone_epoch():
+    lrs = lrs_per_update(["TRAIN.LR", "1.0", "TRAIN.LR_SCHEDULER.NAME", "multistep", "TRAIN.LR_SCHEDULER.MILESTONES",
+                          "(2, 4)", "TRAIN.LR_SCHEDULER.DECAY_RATE", "0.5"], steps_per_epoch=3, updates=18)
+    assert lrs == pytest.approx([1.0] * 6 + [0.5] * 6 + [0.25] * 6)
+
+
+def test_exponential_multiplies_the_lr_once_per_epoch_and_polynomial_decays_to_min_lr():
+    lrs = lrs_per_update(["TRAIN.LR", "1.0", "TRAIN.LR_SCHEDULER.NAME", "exponential",
+                          "TRAIN.LR_SCHEDULER.DECAY_RATE", "0.5"], steps_per_epoch=4, updates=9)
+    assert lrs[0] == 1.0 and lrs[4] == pytest.approx(0.5) and lrs[8] == pytest.approx(0.25)
+    assert lrs[2] == pytest.approx(0.5 ** 0.5)  # spread smoothly within the epoch
+    lrs = lrs_per_update(["TRAIN.LR", "1.0", "TRAIN.MIN_LR", "0.0", "TRAIN.EPOCHS", "4", "TRAIN.LR_SCHEDULER.NAME",
+                          "polynomial", "TRAIN.LR_SCHEDULER.POWER", "2.0"], steps_per_epoch=5, updates=21)
+    assert lrs[10] == pytest.approx(0.25) and lrs[20] == pytest.approx(0.0)
+
+
+def test_onecycle_rises_to_lr_at_its_pct_start_then_falls_and_cycles_momentum():
+    opts = ["TRAIN.LR", "0.4", "TRAIN.EPOCHS", "10", "TRAIN.OPTIMIZER.NAME", "sgd", "TRAIN.LR_SCHEDULER.NAME",
+            "onecycle", "TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START", "0.25", "TRAIN.WARMUP_EPOCHS", "3"]
+    lrs = lrs_per_update(opts, steps_per_epoch=4, updates=40)
+    peak = max(range(40), key=lrs.__getitem__)
+    assert peak == 9 and lrs[peak] == pytest.approx(0.4, rel=1e-3)  # 25% of 40 updates, not the 3-epoch warmup
+    assert lrs[0] == pytest.approx(0.4 / 25) and lrs[-1] < 1e-4
+    cfg, _, opt = build(opts)
+    scheduler = build_scheduler(cfg, opt, steps_per_epoch=4)
+    momenta = []
+    for _ in range(10):
+        momenta.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        scheduler.step()
+    assert momenta[0] > momenta[-1]
+
+
+def test_plateau_lowers_the_lr_after_its_patience_on_a_flat_metric():
+    cfg, _, opt = build(["TRAIN.LR", "1.0", "TRAIN.WARMUP_EPOCHS", "1", "TRAIN.WARMUP_LR", "0.1",
+                         "TRAIN.LR_SCHEDULER.NAME", "plateau", "TRAIN.LR_SCHEDULER.PATIENCE", "2",
+                         "TRAIN.LR_SCHEDULER.DECAY_RATE", "0.5", "TRAIN.MIN_LR", "0.2"])
+    scheduler = build_scheduler(cfg, opt, steps_per_epoch=2)
+    lrs = []
+    for epoch in range(9):
+        lrs.append(opt.param_groups[0]["lr"])
+        for _ in range(2):
+            opt.step()
+            scheduler.step()
+        scheduler.step_epoch({"val_loss": 1.0, "val_acc1": 50.0})
+    # Warmup, then 1.0 while the first flat epoch sets the best and 2 more wait; halved after
+    # every 3 flat epochs, never below MIN_LR.
+    assert lrs == pytest.approx([0.1, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25])
+    state = scheduler.state_dict()
+    cfg2, _, opt2 = build(["TRAIN.LR", "1.0", "TRAIN.LR_SCHEDULER.NAME", "plateau"])
+    restored = build_scheduler(cfg, opt2, steps_per_epoch=2)
+    restored.load_state_dict(state)
+    assert restored.plateau.num_bad_epochs == scheduler.plateau.num_bad_epochs
+    assert restored.plateau.best == scheduler.plateau.best

@@ -121,9 +121,9 @@ def test_fp16_loss_scaling_starts_afresh_from_a_checkpoint_without_a_scaler_stat
     parts = SimpleNamespace(optimizer=optimizer, scaler=scaler)
     plan = main.RunPlan(cfg, str(run_dir(tmp_path)), str(run_dir(tmp_path) / "last.pth"), checkpoint)
     capsys.readouterr()
-    epoch, *_ = main.restore_training_state(plan, parts, main.build_scheduler(cfg, optimizer, 22), 22,
-                                            main.create_logger(None))
-    assert epoch == 1 and scaler.get_scale() == 1024.0
+    start = main.restore_training_state(plan, parts, main.build_scheduler(cfg, optimizer, 22), 22,
+                                        main.create_logger(None))
+    assert start.epoch == 1 and scaler.get_scale() == 1024.0
     assert "fp16 loss scaling starts afresh" in capsys.readouterr().out
 
 
@@ -266,3 +266,44 @@ def test_a_group_restarted_by_torchrun_resumes_its_run_by_itself(tmp_path, monke
     assert quickstart(tmp_path, "TRAIN.EPOCHS", "2") == 0  # the same command line, as torchrun repeats it
     assert [row["epoch"] for row in read_metrics(run_dir(tmp_path))] == [0, 1]
     assert "resumed from" in (run_dir(tmp_path) / "log.txt").read_text()
+
+
+# --- issue 8: every schedule resumes exactly; early stopping ---------------------------------------
+
+@pytest.mark.parametrize("schedule", [
+    ["multistep", "TRAIN.LR_SCHEDULER.MILESTONES", "(1, 2)", "TRAIN.LR_SCHEDULER.DECAY_RATE", "0.5"],
+    ["exponential", "TRAIN.LR_SCHEDULER.DECAY_RATE", "0.7"],
+    ["polynomial", "TRAIN.LR_SCHEDULER.POWER", "2.0"],
+    ["onecycle"],
+    ["plateau", "TRAIN.LR_SCHEDULER.PATIENCE", "0", "TRAIN.LR_SCHEDULER.PLATEAU_METRIC", "val_acc1"],
+], ids=lambda opts: opts[0])
+def test_each_schedule_resumes_like_an_uninterrupted_run(tmp_path, monkeypatch, schedule):
+    opts = ["TRAIN.EPOCHS", "4", "TRAIN.LR_SCHEDULER.NAME", *schedule]
+    if schedule[0] == "plateau":  # a flat val acc@1, so that the plateau schedule lowers the LR
+        real_evaluate = main.evaluate
+        monkeypatch.setattr(main, "evaluate", lambda *args, **kwargs: {**real_evaluate(*args, **kwargs), "acc1": 50.0})
+    assert quickstart(tmp_path / "straight", *opts) == 0
+    with monkeypatch.context() as interrupted:
+        interrupt_at_epoch(interrupted, 2)
+        assert quickstart(tmp_path / "split", *opts) == 130
+    assert quickstart(tmp_path / "split", *opts, flags=["--resume", "auto"]) == 0
+    keys = ("epoch", "lr", "train_loss", "val_loss", "val_acc1")
+    straight, split = read_metrics(run_dir(tmp_path / "straight")), read_metrics(run_dir(tmp_path / "split"))
+    assert [{k: row[k] for k in keys} for row in split] == [{k: row[k] for k in keys} for row in straight]
+    assert len({row["lr"] for row in straight}) >= 3  # the schedule moved the LR
+
+
+def test_early_stopping_ends_the_run_after_its_patience_and_submits_from_best(tmp_path, monkeypatch):
+    real_evaluate, scores = main.evaluate, iter([50.0, 60.0, 55.0, 58.0, 59.0, 70.0])
+
+    def evaluate(*args, **kwargs):
+        result = real_evaluate(*args, **kwargs)
+        return result if kwargs.get("keep_predictions") else {**result, "acc1": next(scores)}
+
+    monkeypatch.setattr(main, "evaluate", evaluate)
+    assert quickstart(tmp_path, "TRAIN.EPOCHS", "6", "TRAIN.EARLY_STOP_PATIENCE", "3") == 0
+    assert [row["epoch"] for row in read_metrics(run_dir(tmp_path))] == [0, 1, 2, 3, 4]
+    log = (run_dir(tmp_path) / "log.txt").read_text()
+    assert "early stop: val acc@1 has not improved for 3 epochs" in log
+    assert torch.load(run_dir(tmp_path) / "best.pth", weights_only=True)["epoch"] == 1
+    assert (run_dir(tmp_path) / "submission.csv").exists()

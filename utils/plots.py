@@ -1,5 +1,5 @@
 """Every picture the project draws: a run's curves, predictions and confusion matrix, the
-comparison of runs, the throughput scan and the LR range test.
+comparison of runs, the throughput scan, the LR range test and the augmentation preview.
 
 Each `*_figure` function returns a matplotlib Figure built with the object-oriented API (no
 pyplot, so no display and no global state), and `save_figure` writes it. Tests inspect the
@@ -141,4 +141,25 @@ def lr_find_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: fl
     axis.set_ylabel("loss")
     axis.grid(alpha=0.3, which="both")
     axis.legend()
+    return figure
+
+
+def augmentations_figure(originals: Sequence[np.ndarray], draws: Sequence[Sequence[np.ndarray]],
+                         labels: Sequence[str], note: str = "") -> Figure:
+    """One row per image: its original, then its augmented draws, all uint8 (3, H, W) and shown
+    as they are; the row is labelled with `labels`, the figure titled with `note`."""
+    rows, columns = len(originals), 1 + len(draws[0])
+    figure = Figure(figsize=(1.4 * columns, 1.5 * rows + 0.4), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for row, (original, row_draws, label) in enumerate(zip(originals, draws, labels)):
+        for column, image in enumerate([original, *row_draws]):
+            axis = axes[row, column]
+            axis.imshow(np.asarray(image).transpose(1, 2, 0), interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title("original" if column == 0 else f"draw {column}", fontsize=9)
+        axes[row, 0].set_ylabel(label, fontsize=9)
+    if note:
+        figure.suptitle(note, fontsize=9)
     return figure

@@ -12,6 +12,7 @@ from typing import Any
 # Keys a resumed run may change, and why each is safe:
 RESUMABLE_KEYS = (
     "TRAIN.EPOCHS",  # the LR schedule is re-planned for the new length from the current step
+    "TRAIN.EARLY_STOP_PATIENCE",  # how long the run goes on, like TRAIN.EPOCHS
     "SAVE_FREQ", "PRINT_FREQ", "SAVE.CHECKPOINTS",  # bookkeeping only
     "DATA.NUM_WORKERS", "DATA.PIN_MEMORY", "DATA.PERSISTENT_WORKERS",  # augmentation is seeded per image
     "DATA.DATA_PATH",  # the same data, moved to another disk

@@ -22,12 +22,20 @@ def training_loss(outputs, targets: torch.Tensor, criterion) -> tuple[torch.Tens
 
 
 def forward(model: nn.Module, normalize: nn.Module, images: torch.Tensor, targets: torch.Tensor, criterion,
-            setup: DeviceSetup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Move a uint8 batch to the device and run it forward: (logits, loss, targets on the device)."""
+            setup: DeviceSetup, mix=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move a uint8 batch to the device and run it forward: (logits, loss, targets on the device).
+
+    `mix` (data.mix.BatchMixer) mixes the normalised batch; the loss then takes its soft targets,
+    and the returned targets are each row's dominant label, which train accuracy is measured on.
+    """
     images = normalize(images.to(setup.device, non_blocking=True))
     targets = targets.to(setup.device, non_blocking=True)
+    loss_targets = targets
+    if mix is not None:
+        images, loss_targets = mix(images, targets)
+        targets = loss_targets.argmax(dim=1)
     with setup.autocast():
-        logits, loss = training_loss(model(images), targets, criterion)
+        logits, loss = training_loss(model(images), loss_targets, criterion)
     return logits, loss, targets
 
 

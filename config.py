@@ -62,7 +62,9 @@ _C.MODEL = CN()
 _C.MODEL.NAME = "lenet"
 # Number of output classes; 0 takes the data set's class count.
 _C.MODEL.NUM_CLASSES = 0
-# Dropout probability before the classifier; -1 keeps the model's paper default (0 for most).
+# Dropout probability of the dropout the architecture has: AlexNet's and VGG's two in the classifier
+# (paper 0.5), GoogLeNet's (0.4), EfficientNet's (0.2 to 0.3) and MobileNetV2's (0.2) before it, and
+# elsewhere one before the classifier (0). -1 keeps the paper's value.
 _C.MODEL.DROP_RATE = -1.0
 # Checkpoint to continue from: a path, or "auto" for this run's last.pth (--resume). The run keeps
 # the checkpoint's config; only the keys in utils/resume.py RESUMABLE_KEYS may change.
@@ -84,6 +86,15 @@ _C.MODEL.ZERO_INIT_RESIDUAL = False
 _C.MODEL.AUX_LOGITS = False
 # MobileNetV2: width multiplier applied to every layer's channels.
 _C.MODEL.WIDTH_MULT = 1.0
+# Activation in place of the model's own, for LeNet, AlexNet, VGG, the ResNet family and DenseNet:
+# relu, leaky_relu, gelu, silu (or swish), hardswish, mish or tanh; "" keeps the model's own.
+_C.MODEL.ACT = ""
+# ResNet family: DropBlock (Ghiasi et al., 2018) drop probability in stage 4, a quarter of it in
+# stage 3, as the paper's code; training only. 0 disables; the paper uses 0.1 on ImageNet.
+_C.MODEL.DROP_BLOCK_RATE = 0.0
+# ResNet family: side of the squares DropBlock drops, in pixels; odd. Clamped to the largest odd
+# side that fits the feature map. 7 as the paper's ResNet-50.
+_C.MODEL.DROP_BLOCK_SIZE = 7
 
 _C.MODEL.CONVNEXT = CN()
 # ConvNeXt V1/V2 norm layer: layernorm, batchnorm or dyt (Dynamic Tanh).
@@ -497,6 +508,9 @@ def _check_values(cfg: CN) -> None:
     for full_key, choices in _choices().items():
         node, _, leaf = resolve_key_path(cfg, full_key)
         node[leaf] = resolve_choice(full_key, node[leaf], choices)
+    if cfg.MODEL.ACT:  # "" keeps the model's own, so it is not listed among the names
+        from models.layers import ACTIVATIONS
+        cfg.MODEL.ACT = resolve_choice("MODEL.ACT", cfg.MODEL.ACT, ACTIVATIONS)
     if cfg.AUG.AUTO_AUGMENT:  # "" switches it off, so it is not listed among the names
         from data.transforms import AUTO_AUGMENT_POLICIES
         cfg.AUG.AUTO_AUGMENT = resolve_choice("AUG.AUTO_AUGMENT", cfg.AUG.AUTO_AUGMENT, AUTO_AUGMENT_POLICIES)
@@ -513,6 +527,9 @@ def _check_values(cfg: CN) -> None:
          "MODEL.DROP_RATE must be in [0, 1), or -1 for the model's default"),
         (cfg.MODEL.DROP_PATH_RATE == -1.0 or 0.0 <= cfg.MODEL.DROP_PATH_RATE < 1.0,
          "MODEL.DROP_PATH_RATE must be in [0, 1), or -1 for the model's default"),
+        (0.0 <= cfg.MODEL.DROP_BLOCK_RATE < 1.0, "MODEL.DROP_BLOCK_RATE must be in [0, 1); 0 disables it"),
+        (cfg.MODEL.DROP_BLOCK_SIZE >= 1 and cfg.MODEL.DROP_BLOCK_SIZE % 2 == 1,
+         f"MODEL.DROP_BLOCK_SIZE must be an odd number of pixels, e.g. 7; got {cfg.MODEL.DROP_BLOCK_SIZE}"),
         (cfg.TRAIN.EPOCHS >= 1, "TRAIN.EPOCHS must be at least 1"),
         (0 <= cfg.TRAIN.START_EPOCH < cfg.TRAIN.EPOCHS, "TRAIN.START_EPOCH must be in [0, TRAIN.EPOCHS)"),
         (cfg.TRAIN.LR > 0, "TRAIN.LR must be positive"),

@@ -45,6 +45,9 @@ def model_options(cfg) -> dict[str, tuple[str, object, bool]]:
     return {
         "drop_rate": ("MODEL.DROP_RATE", cfg.MODEL.DROP_RATE, cfg.MODEL.DROP_RATE != -1.0),
         "drop_path_rate": ("MODEL.DROP_PATH_RATE", cfg.MODEL.DROP_PATH_RATE, cfg.MODEL.DROP_PATH_RATE != -1.0),
+        "act": ("MODEL.ACT", cfg.MODEL.ACT, cfg.MODEL.ACT != ""),
+        "drop_block_rate": ("MODEL.DROP_BLOCK_RATE", cfg.MODEL.DROP_BLOCK_RATE, cfg.MODEL.DROP_BLOCK_RATE != 0.0),
+        "drop_block_size": ("MODEL.DROP_BLOCK_SIZE", cfg.MODEL.DROP_BLOCK_SIZE, cfg.MODEL.DROP_BLOCK_SIZE != 7),
         "stem": ("MODEL.STEM", resolve_stem(cfg), cfg.MODEL.STEM != "auto"),
         "zero_init_residual": ("MODEL.ZERO_INIT_RESIDUAL", cfg.MODEL.ZERO_INIT_RESIDUAL, cfg.MODEL.ZERO_INIT_RESIDUAL),
         "aux_logits": ("MODEL.AUX_LOGITS", cfg.MODEL.AUX_LOGITS, cfg.MODEL.AUX_LOGITS),

@@ -183,7 +183,12 @@ CONVNEXT_VARIANTS = {
     "convnext_small": ConvNeXtVariant((3, 3, 27, 3), (96, 192, 384, 768), 0.4),
     "convnext_base": ConvNeXtVariant((3, 3, 27, 3), (128, 256, 512, 1024), 0.5),
     "convnext_large": ConvNeXtVariant((3, 3, 27, 3), (192, 384, 768, 1536), 0.5),
-    # ConvNeXt V2; drop-path rates as the paper's ImageNet-1K fine-tuning recipes.
+    # ConvNeXt V2; drop-path rates of the ImageNet-1K fine-tuning recipes. The official repository,
+    # facebookresearch/ConvNeXt-V2, gives three, in TRAINING.md's fine-tuning commands: --drop_path 0.1
+    # for convnextv2_atto, 0.2 for convnextv2_tiny and 0.1 for convnextv2_base; ours agree. Its
+    # README.md refers for the other sizes to the paper's appendix, which the repository does not
+    # hold: femto, pico, nano (0.1) and large, huge (0.2) are this project's earlier reading of that
+    # appendix, not confirmed by the repository.
     "convnextv2_atto": ConvNeXtVariant((2, 2, 6, 2), (40, 80, 160, 320), 0.1, grn=True),
     "convnextv2_femto": ConvNeXtVariant((2, 2, 6, 2), (48, 96, 192, 384), 0.1, grn=True),
     "convnextv2_pico": ConvNeXtVariant((2, 2, 6, 2), (64, 128, 256, 512), 0.1, grn=True),

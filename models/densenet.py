@@ -18,17 +18,20 @@ The transitions halve the channels (compression 0.5, the "C"). With the cifar st
 ends at 4x4 instead of 1x1.
 
 The paper's dropout after each dense layer (used only on CIFAR without augmentation) is left
-out; `drop_rate` is dropout before the classifier. Module names follow torchvision's DenseNet
+out; `drop_rate` is dropout before the classifier. `act` names the activation
+(layers.ACTIVATIONS) in place of every ReLU. Module names follow torchvision's DenseNet
 so that its weights load one to one; its memory-efficient checkpointing is left out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from models.classifier import ImageClassifier
+from models.layers import ACTIVATIONS, get_activation
 from models.registry import register_model
 
 
@@ -39,14 +42,15 @@ class DenseLayer(nn.Module):
     `growth_rate` new channels; the block does the concatenating.
     """
 
-    def __init__(self, in_channels: int, growth_rate: int, bn_size: int):
+    def __init__(self, in_channels: int, growth_rate: int, bn_size: int,
+                 act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"]):
         super().__init__()
         bottleneck = bn_size * growth_rate
         self.norm1 = nn.BatchNorm2d(in_channels)
-        self.relu1 = nn.ReLU(inplace=True)
+        self.relu1 = act_layer()
         self.conv1 = nn.Conv2d(in_channels, bottleneck, kernel_size=1, bias=False)
         self.norm2 = nn.BatchNorm2d(bottleneck)
-        self.relu2 = nn.ReLU(inplace=True)
+        self.relu2 = act_layer()
         self.conv2 = nn.Conv2d(bottleneck, growth_rate, kernel_size=3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,9 +62,11 @@ class DenseBlock(nn.ModuleDict):
     """`num_layers` dense layers, named denselayer1, denselayer2, ...; outputs
     in_channels + num_layers * growth_rate channels."""
 
-    def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int):
-        super().__init__({f"denselayer{i + 1}": DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size)
-                          for i in range(num_layers)})
+    def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int,
+                 act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"]):
+        layers = {f"denselayer{i + 1}": DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, act_layer)
+                  for i in range(num_layers)}
+        super().__init__(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
@@ -72,10 +78,11 @@ class DenseBlock(nn.ModuleDict):
 class Transition(nn.Sequential):
     """BN -> ReLU -> conv 1x1 to `out_channels` -> avg-pool 2/2: between dense blocks."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int,
+                 act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"]):
         super().__init__()
         self.norm = nn.BatchNorm2d(in_channels)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = act_layer()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
 
@@ -89,7 +96,7 @@ class DenseNet(ImageClassifier):
 
     def __init__(self, growth_rate: int, block_config: tuple[int, ...], num_init_features: int = 64,
                  bn_size: int = 4, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 stem: str = "imagenet"):
+                 stem: str = "imagenet", act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"]):
         super().__init__()
         if stem == "cifar":
             conv0 = nn.Conv2d(in_chans, num_init_features, kernel_size=3, stride=1, padding=1, bias=False)
@@ -102,18 +109,19 @@ class DenseNet(ImageClassifier):
         self.features = nn.Sequential()
         self.features.add_module("conv0", conv0)
         self.features.add_module("norm0", nn.BatchNorm2d(num_init_features))
-        self.features.add_module("relu0", nn.ReLU(inplace=True))
+        self.features.add_module("relu0", act_layer())
         self.features.add_module("pool0", pool0)
         channels = num_init_features
         for index, num_layers in enumerate(block_config, start=1):
-            self.features.add_module(f"denseblock{index}", DenseBlock(num_layers, channels, growth_rate, bn_size))
+            self.features.add_module(f"denseblock{index}",
+                                     DenseBlock(num_layers, channels, growth_rate, bn_size, act_layer))
             channels += num_layers * growth_rate
             if index < len(block_config):
-                self.features.add_module(f"transition{index}", Transition(channels, channels // 2))
+                self.features.add_module(f"transition{index}", Transition(channels, channels // 2, act_layer))
                 channels //= 2
         # The dense layers are pre-activation, so the last block's output still needs its BN and ReLU.
         self.features.add_module("norm5", nn.BatchNorm2d(channels))
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = act_layer()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = channels
         self.head_drop = nn.Dropout(drop_rate)
@@ -157,9 +165,9 @@ DENSENET_VARIANTS = {
 
 def _register(name: str, variant: DenseNetVariant) -> None:
     def constructor(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                    stem: str = "imagenet") -> DenseNet:
+                    stem: str = "imagenet", act: str = "relu") -> DenseNet:
         return DenseNet(variant.growth_rate, variant.block_config, variant.num_init_features, variant.bn_size,
-                        num_classes, in_chans, drop_rate, stem)
+                        num_classes, in_chans, drop_rate, stem, get_activation(act))
 
     constructor.__name__ = name
     constructor.__doc__ = (f"{name}: DenseNet-BC, growth rate {variant.growth_rate}, dense blocks "

@@ -18,7 +18,7 @@ auxiliary classifiers.
     maxpool4       832 x 7 x 7        max-pool 2/2
     inception5a    832 x 7 x 7         256       160         320       32        128      128
     inception5b    1024 x 7 x 7        384       192         384       48        128      128
-    global avg-pool (the 1024-d embedding) -> dropout 0.4 -> dropout(drop_rate) -> fc num_classes
+    global avg-pool (the 1024-d embedding) -> dropout(drop_rate, 0.4 in the paper) -> fc num_classes
 
 Inception block: four branches concatenated on channels:
     1x1 | 1x1 reduce -> 3x3 | 1x1 reduce -> "5x5" | max-pool 3/1 -> 1x1 pool proj
@@ -36,8 +36,9 @@ Stems:
 Where this follows torchvision's port rather than the paper, so that torchvision's weights load:
 every conv is conv (no bias) -> BatchNorm (eps 0.001) -> ReLU, with no local response norm; the
 "5x5" branch is a 3x3 conv (torchvision issue #906); maxpool4 is 2/2 rather than 3/2 (the
-same 7x7 output). The main dropout is the paper's 0.4 (torchvision defaults to 0.2); dropout
-changes nothing at eval, so the weights are unaffected.
+same 7x7 output). The main dropout, drop_rate, defaults to the paper's 0.4 (torchvision's to 0.2);
+dropout changes nothing at eval, so the weights are unaffected. The auxiliary heads keep the
+paper's 0.7.
 
 torchvision's `transform_input` is left out: our pipeline normalises the images. Its published
 GoogLeNet weights do expect it (its builder turns it on with them): they were ported from the
@@ -126,7 +127,7 @@ class GoogLeNet(ImageClassifier):
     otherwise, and always in eval mode, just the logits (the auxiliary heads are not run).
     """
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet",
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.4, stem: str = "imagenet",
                  aux_logits: bool = False):
         super().__init__()
         if stem == "imagenet":
@@ -165,8 +166,7 @@ class GoogLeNet(ImageClassifier):
 
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = self.inception5b.out_channels
-        self.dropout = nn.Dropout(0.4)
-        self.head_drop = nn.Dropout(drop_rate)
+        self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
 
         for module in self.modules():
@@ -202,7 +202,7 @@ class GoogLeNet(ImageClassifier):
         return self._forward_trunk(x, run_aux=False)[0]
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.head_drop(self.dropout(features)))
+        return self.fc(self.dropout(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         run_aux = self.aux_logits and self.training
@@ -212,7 +212,7 @@ class GoogLeNet(ImageClassifier):
 
 
 @register_model
-def googlenet(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet",
+def googlenet(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.4, stem: str = "imagenet",
               aux_logits: bool = False) -> GoogLeNet:
     """GoogLeNet (Inception v1), with the two auxiliary classifiers when `aux_logits`."""
     return GoogLeNet(num_classes, in_chans, drop_rate, stem, aux_logits)

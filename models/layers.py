@@ -1,16 +1,39 @@
 """Building blocks shared by the model zoo. Each lives here once; model files import them.
 
-Norm-and-activation convolutions, squeeze-and-excitation, stochastic depth (DropPath), a
-channels-first LayerNorm, ConvNeXt V2's global response normalisation, and Dynamic Tanh.
+The activation registry (MODEL.ACT), norm-and-activation convolutions, squeeze-and-excitation,
+stochastic depth (DropPath), DropBlock, a channels-first LayerNorm, ConvNeXt V2's global response
+normalisation, and Dynamic Tanh.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import DropBlock2d, drop_block2d
+
+from utils.choices import resolve_choice
+
+# Activation name -> a factory of fresh modules. ReLU and LeakyReLU run in place, as torchvision's
+# ReLUs do (their gradients need only the output); the others keep their input for the backward pass.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": partial(nn.ReLU, inplace=True),
+    "leaky_relu": partial(nn.LeakyReLU, negative_slope=0.01, inplace=True),
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,  # Ramachandran et al. (2017); the same function as SiLU
+    "hardswish": nn.Hardswish,
+    "mish": nn.Mish,
+    "tanh": nn.Tanh,  # LeNet-5's (1998)
+}
+
+
+def get_activation(name: str) -> Callable[[], nn.Module]:
+    """The factory registered as `name` (in any case), or UserError listing the valid names."""
+    return ACTIVATIONS[resolve_choice("MODEL.ACT", name, ACTIVATIONS)]
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -84,6 +107,27 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"
+
+
+class DropBlock(DropBlock2d):
+    """DropBlock (Ghiasi et al., 2018) as torchvision's DropBlock2d: in training, zero `block_size` x
+    `block_size` squares of each channel so that a share `p` of the activations is dropped, and rescale
+    the rest; the identity at eval.
+
+    The block side is clamped to the largest odd side that fits the feature map, where torchvision
+    would raise (it centres each block on a pixel, so it takes odd sides only): 7 becomes 3 on a
+    4 x 4 map.
+    """
+
+    def __init__(self, p: float, block_size: int = 7):
+        if block_size < 1 or block_size % 2 == 0:
+            raise ValueError(f"block_size must be odd and positive, got {block_size}")
+        super().__init__(p, block_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = min(self.block_size, x.shape[-2], x.shape[-1])
+        side -= 1 - side % 2  # the largest odd side that fits
+        return drop_block2d(x, self.p, side, self.inplace, self.eps, self.training)
 
 
 class LayerNorm2d(nn.LayerNorm):

@@ -12,21 +12,26 @@
     lenet5: tanh and average pooling (the 1998 form; the paper's scaled tanh, trainable
             sub-sampling, sparse C3 connections and RBF output are left out)
 
+`act` names the activation (layers.ACTIVATIONS) in place of ReLU or tanh.
+
 Inputs other than 32x32 are average-pooled to 16x5x5 before C5 (a no-op at 32x32), so any
 size from 32 px up works.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
 from models.classifier import ImageClassifier
+from models.layers import get_activation
 from models.registry import register_model
 
 
 class LeNet(ImageClassifier):
     def __init__(self, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0,
-                 act_layer: type[nn.Module] = nn.ReLU, pool_layer: type[nn.Module] = nn.MaxPool2d):
+                 act_layer: Callable[[], nn.Module] = nn.ReLU, pool_layer: type[nn.Module] = nn.MaxPool2d):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, 6, kernel_size=5), act_layer(), pool_layer(2),
@@ -52,12 +57,12 @@ class LeNet(ImageClassifier):
 
 
 @register_model
-def lenet(num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> LeNet:
+def lenet(num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0, act: str = "relu") -> LeNet:
     """LeNet-5 with ReLU and max-pooling."""
-    return LeNet(num_classes, in_chans, drop_rate, nn.ReLU, nn.MaxPool2d)
+    return LeNet(num_classes, in_chans, drop_rate, get_activation(act), nn.MaxPool2d)
 
 
 @register_model
-def lenet5(num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> LeNet:
+def lenet5(num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0, act: str = "tanh") -> LeNet:
     """LeNet-5 as in 1998: tanh and average pooling."""
-    return LeNet(num_classes, in_chans, drop_rate, nn.Tanh, nn.AvgPool2d)
+    return LeNet(num_classes, in_chans, drop_rate, get_activation(act), nn.AvgPool2d)

@@ -8,50 +8,70 @@
     stage4  blocks x layers[3], 512 planes, first block stride 2
     global avg-pool (the embedding) -> dropout(drop_rate) -> fc num_classes
 
-BasicBlock:  3x3 -> BN -> ReLU -> 3x3 -> BN, + shortcut, ReLU                 (expansion 1)
-Bottleneck:  1x1 -> BN -> ReLU -> 3x3 (stride, groups) -> BN -> ReLU -> 1x1 (x4) -> BN
-             [-> SE], + shortcut, ReLU                                        (expansion 4)
+BasicBlock:  3x3 -> BN -> ReLU [-> DB] -> 3x3 -> BN [-> DB], + shortcut [-> DB], ReLU        (expansion 1)
+Bottleneck:  1x1 -> BN -> ReLU [-> DB] -> 3x3 (stride, groups) -> BN -> ReLU [-> DB] -> 1x1 (x4) -> BN
+             [-> DB] [-> SE], + shortcut [-> DB], ReLU                                   (expansion 4)
 The stride sits on the 3x3 conv (ResNet v1.5, as torchvision). ResNeXt widens the 3x3 to
 groups x width_per_group channels; Wide ResNet doubles width_per_group; SE-ResNet adds
 squeeze-and-excitation (reduction 16) before the addition.
+
+`act` names the activation (layers.ACTIVATIONS) in place of every ReLU of the stem and the
+blocks; SE keeps its own ReLU and sigmoid gate.
+
+DropBlock (DB; Ghiasi et al., 2018), off unless drop_block_rate > 0, sits where the authors'
+reference code puts it (tensorflow/tpu, models/official/resnet/resnet_model.py, bottleneck_block):
+after every conv's BN (and ReLU) of the residual branch and on the shortcut, in stages 3 and 4
+only. As their resnet_main.py does, stage 4 drops drop_block_rate and stage 3 a quarter of it.
+Their schedule, which raises the rate linearly from 0 over training, is left out. The reference
+leaves BasicBlocks without DropBlock; here they take it at the same places, so that ResNet-18/34
+can use it too.
 
 Module names follow torchvision's ResNet so that its weights load one to one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from models.classifier import ImageClassifier
 from models.init import init_conv_and_batchnorm
-from models.layers import SqueezeExcite
+from models.layers import ACTIVATIONS, DropBlock, SqueezeExcite, get_activation
 from models.registry import register_model
+
+
+def make_drop_block(rate: float, block_size: int) -> nn.Module:
+    """DropBlock at `rate`, or the identity when the rate is 0."""
+    return DropBlock(rate, block_size) if rate > 0 else nn.Identity()
 
 
 class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 groups: int = 1, width_per_group: int = 64, se_reduction: int = 0):
+                 groups: int = 1, width_per_group: int = 64, se_reduction: int = 0,
+                 act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"], drop_block_rate: float = 0.0,
+                 drop_block_size: int = 7):
         super().__init__()
         if groups != 1 or width_per_group != 64 or se_reduction:
             raise ValueError("BasicBlock supports neither groups, width_per_group nor SE")
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = act_layer()
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
+        self.drop_block = make_drop_block(drop_block_rate, drop_block_size)
 
     def last_norm(self) -> nn.BatchNorm2d:
         return self.bn2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        shortcut = self.drop_block(x if self.downsample is None else self.downsample(x))
+        out = self.drop_block(self.relu(self.bn1(self.conv1(x))))
+        out = self.drop_block(self.bn2(self.conv2(out)))
         return self.relu(out + shortcut)
 
 
@@ -59,7 +79,9 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 groups: int = 1, width_per_group: int = 64, se_reduction: int = 0):
+                 groups: int = 1, width_per_group: int = 64, se_reduction: int = 0,
+                 act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"], drop_block_rate: float = 0.0,
+                 drop_block_size: int = 7):
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups
         out_planes = planes * self.expansion
@@ -69,27 +91,31 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out_planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = act_layer()
         self.se = SqueezeExcite(out_planes, out_planes // se_reduction) if se_reduction else nn.Identity()
         self.downsample = downsample
+        self.drop_block = make_drop_block(drop_block_rate, drop_block_size)
 
     def last_norm(self) -> nn.BatchNorm2d:
         return self.bn3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.se(self.bn3(self.conv3(out)))
+        shortcut = self.drop_block(x if self.downsample is None else self.downsample(x))
+        out = self.drop_block(self.relu(self.bn1(self.conv1(x))))
+        out = self.drop_block(self.relu(self.bn2(self.conv2(out))))
+        out = self.se(self.drop_block(self.bn3(self.conv3(out))))
         return self.relu(out + shortcut)
 
 
 class ResNet(ImageClassifier):
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet", groups: int = 1,
-                 width_per_group: int = 64, se_reduction: int = 0, zero_init_residual: bool = False):
+                 width_per_group: int = 64, se_reduction: int = 0, zero_init_residual: bool = False,
+                 act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"], drop_block_rate: float = 0.0,
+                 drop_block_size: int = 7):
         super().__init__()
-        self.block_options = dict(groups=groups, width_per_group=width_per_group, se_reduction=se_reduction)
+        self.block_options = dict(groups=groups, width_per_group=width_per_group, se_reduction=se_reduction,
+                                  act_layer=act_layer, drop_block_size=drop_block_size)
         self.in_planes = 64
         if stem == "cifar":
             self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -100,11 +126,11 @@ class ResNet(ImageClassifier):
         else:
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = act_layer()
         self.layer1 = self._make_layer(block, 64, layers[0], stride=1)
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2, drop_block_rate=drop_block_rate / 4)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2, drop_block_rate=drop_block_rate)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 512 * block.expansion
         self.head_drop = nn.Dropout(drop_rate)
@@ -116,16 +142,18 @@ class ResNet(ImageClassifier):
                 if isinstance(module, (BasicBlock, Bottleneck)):
                     nn.init.zeros_(module.last_norm().weight)
 
-    def _make_layer(self, block, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(self, block, planes: int, num_blocks: int, stride: int,
+                    drop_block_rate: float = 0.0) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.in_planes != planes * block.expansion:
             downsample = nn.Sequential(
                 nn.Conv2d(self.in_planes, planes * block.expansion, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion),
             )
-        blocks = [block(self.in_planes, planes, stride, downsample, **self.block_options)]
+        options = dict(self.block_options, drop_block_rate=drop_block_rate)
+        blocks = [block(self.in_planes, planes, stride, downsample, **options)]
         self.in_planes = planes * block.expansion
-        blocks += [block(self.in_planes, planes, **self.block_options) for _ in range(1, num_blocks)]
+        blocks += [block(self.in_planes, planes, **options) for _ in range(1, num_blocks)]
         return nn.Sequential(*blocks)
 
     def get_classifier(self) -> nn.Linear:
@@ -167,9 +195,11 @@ RESNET_VARIANTS = {
 
 def _register(name: str, variant: ResNetVariant) -> None:
     def constructor(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet",
-                    zero_init_residual: bool = False) -> ResNet:
+                    zero_init_residual: bool = False, act: str = "relu", drop_block_rate: float = 0.0,
+                    drop_block_size: int = 7) -> ResNet:
         return ResNet(variant.block, list(variant.layers), num_classes, in_chans, drop_rate, stem, variant.groups,
-                      variant.width_per_group, variant.se_reduction, zero_init_residual)
+                      variant.width_per_group, variant.se_reduction, zero_init_residual, get_activation(act),
+                      drop_block_rate, drop_block_size)
 
     constructor.__name__ = name
     constructor.__doc__ = f"{name}: {variant.block.__name__}s {list(variant.layers)}."

@@ -145,6 +145,15 @@ def test_drop_path_rates_rise_linearly_from_zero_to_the_variant_default(name, de
     assert steps == pytest.approx([default_rate / (len(rates) - 1)] * len(steps))
 
 
+# facebookresearch/ConvNeXt-V2, TRAINING.md: the --drop_path of its ImageNet-1K fine-tuning commands.
+V2_OFFICIAL_DROP_PATH_RATES = {"convnextv2_atto": 0.1, "convnextv2_tiny": 0.2, "convnextv2_base": 0.1}
+
+
+@pytest.mark.parametrize("name, rate", V2_OFFICIAL_DROP_PATH_RATES.items())
+def test_v2_default_drop_path_rates_are_the_official_repositorys(name, rate):
+    assert block_drop_path_rates(build_on_meta(name))[-1] == pytest.approx(rate)
+
+
 def test_drop_path_rate_argument_sets_the_last_blocks_rate():
     rates = block_drop_path_rates(build_on_meta("convnextv2_atto", drop_path_rate=0.3))
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3) and rates[6] == pytest.approx(0.3 * 6 / 11)

@@ -79,6 +79,16 @@ def test_drop_rate_adds_dropout_before_the_classifier():
     assert model.head_drop.p == 0.3
 
 
+def test_alexnet_drop_rate_sets_its_two_classifier_dropouts():
+    def dropouts(*opts):
+        model = build_model(get_config(None, ["MODEL.NAME", "alexnet", "DATA.IMG_SIZE", "64", *opts]))
+        return [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+
+    assert dropouts() == [0.5, 0.5]  # the paper's, Section 4.2
+    assert dropouts("MODEL.DROP_RATE", "0.2") == [0.2, 0.2]
+    assert dropouts("MODEL.DROP_RATE", "0.0") == [0.0, 0.0]
+
+
 def test_build_model_sizes_the_head_from_the_dataset_or_the_config():
     assert build_model(get_config(None, ["DATA.DATASET", "cifar100", "MODEL.NAME", "resnet18"])).fc.out_features == 100
     assert build_model(get_config(None, ["MODEL.NUM_CLASSES", "12"])).fc.out_features == 12

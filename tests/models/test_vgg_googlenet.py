@@ -101,14 +101,26 @@ def test_get_classifier_is_the_final_linear_under_torchvision_name(name, classif
     assert model.get_classifier().out_features == NUM_CLASSES
 
 
-@pytest.mark.parametrize("name, paper_dropouts", [("vgg11", [0.5, 0.5]), ("googlenet", [0.4])])
-def test_drop_rate_adds_its_own_dropout_and_keeps_the_papers(name, paper_dropouts):
+def dropouts(model: nn.Module) -> list[float]:
+    return [module.p for module in model.modules() if isinstance(module, nn.Dropout)]
+
+
+@pytest.mark.parametrize("name, options, paper_dropouts, with_drop_rate", [
+    ("vgg11", {}, [0.5, 0.5], [0.3, 0.3]),
+    ("googlenet", {}, [0.4], [0.3]),
+    ("googlenet", {"aux_logits": True}, [0.7, 0.7, 0.4], [0.7, 0.7, 0.3]),  # the aux heads keep the paper's 0.7
+])
+def test_drop_rate_sets_the_papers_dropouts(name, options, paper_dropouts, with_drop_rate):
     with torch.device("meta"):
-        model = create_model(name, drop_rate=0.3)
-    assert model.head_drop.p == 0.3
-    dropouts = [module.p for module_name, module in model.named_modules()
-                if isinstance(module, nn.Dropout) and module_name != "head_drop"]
-    assert dropouts == paper_dropouts
+        assert dropouts(create_model(name, **options)) == paper_dropouts
+        assert dropouts(create_model(name, drop_rate=0.3, **options)) == with_drop_rate
+
+
+def test_config_drop_rate_reaches_vgg_classifier_dropouts():
+    with torch.device("meta"):
+        model = build_model(get_config(None, ["MODEL.NAME", "vgg16_bn", "MODEL.DROP_RATE", "0.2"]))
+    assert [type(m).__name__ for m in model.classifier] == ["Linear", "ReLU", "Dropout"] * 2 + ["Linear"]
+    assert dropouts(model) == [0.2, 0.2]
 
 
 @pytest.mark.parametrize("name, convs", [("vgg11", 8), ("vgg13", 10), ("vgg16", 13), ("vgg19", 16),

@@ -69,7 +69,8 @@ _C.MODEL.DROP_RATE = -1.0
 # Checkpoint to continue from: a path, or "auto" for this run's last.pth (--resume). The run keeps
 # the checkpoint's config; only the keys in utils/resume.py RESUMABLE_KEYS may change.
 _C.MODEL.RESUME = ""
-# Stochastic depth rate for models with residual branches; -1 keeps the model's paper default.
+# Stochastic depth rate of the last block (rising linearly from 0 over the blocks) for ConvNeXt,
+# EfficientNet and the ResNet family; -1 keeps the model's paper default (0 for ResNets).
 _C.MODEL.DROP_PATH_RATE = -1.0
 # Stem: imagenet, cifar (keeps 32x32 inputs from shrinking to nothing), or auto (cifar at <= 64 px).
 _C.MODEL.STEM = "auto"
@@ -148,6 +149,27 @@ _C.TRAIN.LABEL_SMOOTHING = 0.0
 # Stop when val acc@1 has not improved for this many epochs (the report and submission then come
 # from best.pth as usual); 0 trains every epoch.
 _C.TRAIN.EARLY_STOP_PATIENCE = 0
+
+# Exponential moving average of the weights (and BatchNorm buffers), updated after every
+# optimizer update, scored on val every epoch beside the raw weights (val_acc1_ema); best.pth and
+# the submission use whichever scored best.
+_C.TRAIN.EMA = CN()
+# EMA decay per update, e.g. 0.999 (the average spans about 1 / (1 - DECAY) updates); 0 is off.
+_C.TRAIN.EMA.DECAY = 0.0
+# Warm the decay up as min(DECAY, (1 + n) / (10 + n)) after n updates (TensorFlow's EMA with
+# num_updates), so that short runs do not average in the random initialisation.
+_C.TRAIN.EMA.WARMUP = True
+
+# Stochastic weight averaging (Izmailov et al., 2018): an equal average of the weights at the end
+# of every epoch from START_EPOCH on, its BatchNorm statistics recomputed over the train split at
+# the end, then scored on val (val_acc1_swa) and used for the submission if it scores best.
+_C.TRAIN.SWA = CN()
+# First averaged epoch, counted from 0 as TRAIN.START_EPOCH; -1 is off.
+_C.TRAIN.SWA.START_EPOCH = -1
+# LR that torch's SWALR anneals to from START_EPOCH on, replacing TRAIN.LR_SCHEDULER from there.
+_C.TRAIN.SWA.LR = 1e-4
+# Epochs over which the LR anneals (cosine) to SWA.LR; 0 switches to it at once.
+_C.TRAIN.SWA.ANNEAL_EPOCHS = 5
 
 _C.TRAIN.LR_SCHEDULER = CN()
 # Schedule after warmup: cosine, step, multistep, exponential, polynomial, constant, onecycle (its
@@ -253,6 +275,11 @@ _C.TEST.CROP = False
 _C.TEST.SEQUENTIAL = False
 # Shuffle the val split (the test split is always read in order, for the submission).
 _C.TEST.SHUFFLE = False
+# Test-time augmentation (none, hflip, five_crop, ten_crop): the softmaxes of V views of each image
+# (V = 1, 2, 5, 10) averaged at --eval / --predict, in the final val report and in submission.csv.
+_C.TEST.TTA = "none"
+# Apply TEST.TTA in the per-epoch val pass too: V times its compute, and best.pth is chosen on TTA acc@1.
+_C.TEST.TTA_VAL = False
 
 # -----------------------------------------------------------------------------
 # Kaggle submission
@@ -478,6 +505,7 @@ def _choices() -> dict[str, Sequence[str]]:
     from data.build import DATASETS
     from models.registry import list_models
     from optimizer import OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS
+    from utils.tta import TTA_MODES
 
     return {
         "DATA.DATASET": list(DATASETS),
@@ -493,6 +521,7 @@ def _choices() -> dict[str, Sequence[str]]:
         "TRAIN.OPTIMIZER.NAME": OPTIMIZERS,
         "WANDB.MODE": ("online", "offline", "disabled"),
         "SAVE.CHECKPOINTS": ("best_and_last", "best", "last", "none"),
+        "TEST.TTA": TTA_MODES,
     }
 
 
@@ -538,6 +567,12 @@ def _check_values(cfg: CN) -> None:
         (cfg.TRAIN.MAX_NONFINITE >= 0, "TRAIN.MAX_NONFINITE must be 0 (never stop) or more"),
         (cfg.TRAIN.EARLY_STOP_PATIENCE >= 0, "TRAIN.EARLY_STOP_PATIENCE must be 0 (off) or more epochs"),
         (0.0 <= cfg.TRAIN.LABEL_SMOOTHING < 1.0, "TRAIN.LABEL_SMOOTHING must be in [0, 1)"),
+        (0.0 <= cfg.TRAIN.EMA.DECAY < 1.0, "TRAIN.EMA.DECAY must be in [0, 1), e.g. 0.999; 0 is off"),
+        (cfg.TRAIN.SWA.START_EPOCH == -1 or 0 <= cfg.TRAIN.SWA.START_EPOCH < cfg.TRAIN.EPOCHS,
+         f"TRAIN.SWA.START_EPOCH must be an epoch in [0, TRAIN.EPOCHS = {cfg.TRAIN.EPOCHS}), counted from 0, or -1 "
+         f"(off); got {cfg.TRAIN.SWA.START_EPOCH}"),
+        (cfg.TRAIN.SWA.LR > 0, "TRAIN.SWA.LR must be positive"),
+        (cfg.TRAIN.SWA.ANNEAL_EPOCHS >= 0, "TRAIN.SWA.ANNEAL_EPOCHS must be 0 or more"),
         (cfg.AUG.MIXUP >= 0 and cfg.AUG.CUTMIX >= 0, "AUG.MIXUP and AUG.CUTMIX alphas must be 0 (off) or more"),
         (0.0 <= cfg.AUG.MIX_PROB <= 1.0, "AUG.MIX_PROB must be in [0, 1]"),
         (0.0 <= cfg.AUG.MIX_SWITCH_PROB <= 1.0, "AUG.MIX_SWITCH_PROB must be in [0, 1]"),

@@ -56,7 +56,9 @@ from utils.submission import write_submission
 from utils.throughput import default_batch_sizes, scan_throughput
 from utils.tracking import RunTracker, WandbRun
 from utils.train_step import backward, forward, optimizer_step
+from utils.tta import num_views, tta_log_probs
 from utils.update_guard import UpdateGuard
+from utils.weight_averaging import WEIGHT_LABELS, ExponentialMovingAverage, StochasticWeightAveraging, eval_weights
 from utils.val_report import ValPredictions, grid_indices, write_val_report
 
 # Keys that fix a checkpoint's architecture and what its outputs mean: --eval and --predict
@@ -190,6 +192,8 @@ class TrainingParts:
     ddp: DistributedDataParallel | None = None  # the DDP wrapper under torchrun, for no_sync()
     train_criterion: nn.Module | None = None  # with label smoothing; `criterion` (plain) scores val
     mix: BatchMixer | None = None  # mixup / cutmix of each train batch
+    tta: str = "none"  # TEST.TTA: the test-time augmentation of the final val report and the predictions
+    ema: ExponentialMovingAverage | None = None  # TRAIN.EMA: updated after every optimizer update
 
 
 def build_training_parts(cfg, device: torch.device, world: World = World()) -> TrainingParts:
@@ -221,7 +225,7 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
                             loaders.num_classes)
     return TrainingParts(model, forward_model, normalize, optimizer, setup.grad_scaler(), setup, loaders,
                          nn.CrossEntropyLoss(), parameters, macs, wrappers[0] if wrappers else None,
-                         nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING), mix)
+                         nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING), mix, tta=cfg.TEST.TTA)
 
 
 def plan_epoch(num_batches: int, accumulation_steps: int, max_steps: int) -> tuple[int, int]:
@@ -256,8 +260,9 @@ class EpochProgress:
 def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: LoopSettings, logger, log_steps,
                     stop: StopRequest, progress: EpochProgress) -> tuple[dict | None, EpochProgress]:
     """The epoch's batches from `progress.batches_done` on, an optimizer update every
-    `accumulation_steps`. Returns (the epoch's stats, progress); the stats are None when a stop
-    was requested, in which case the loop ended right after an update.
+    `accumulation_steps`, each followed by a step of `scheduler` (unless None) and of the EMA.
+    Returns (the epoch's stats, progress); the stats are None when a stop was requested, in
+    which case the loop ended right after an update.
 
     Every iteration's loss and LR go to `log_steps(rows)` in chunks, once per print. An update
     whose loss is NaN or Inf is skipped; `loop.max_nonfinite` of them in a row stop the run.
@@ -298,7 +303,10 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
                 optimizer.zero_grad(set_to_none=True)
             else:
                 optimizer_step(optimizer, scaler, loop.clip_grad)
-            scheduler.step()
+                if parts.ema is not None:
+                    parts.ema.update_parameters(parts.model)
+            if scheduler is not None:  # None in SWA epochs, whose LR SWALR sets once per epoch
+                scheduler.step()
             if loop.max_nonfinite and in_a_row >= loop.max_nonfinite:
                 raise UserError(f"the loss was NaN or Inf for {in_a_row} updates in a row (epoch {epoch + 1}, "
                                 f"batch {i + 1} of {num_batches}), so the run stopped; its last checkpoint is "
@@ -325,18 +333,29 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
 
 
 @torch.no_grad()
-def evaluate(model, normalize, loader, criterion, setup: DeviceSetup, keep_predictions: bool = False) -> dict:
+def evaluate(model, normalize, loader, criterion, setup: DeviceSetup, keep_predictions: bool = False,
+             tta: str = "none") -> dict:
     """{"loss", "acc1", "acc5"} (accuracies in %) over a labelled loader, plus "predictions"
-    (ValPredictions, in loader order) with `keep_predictions`."""
+    (ValPredictions, in loader order) with `keep_predictions`.
+
+    With `tta` (utils.tta's modes other than none), every number comes from the probabilities
+    averaged over the views: the loss is their NLL, the confidence their top value.
+    """
     model.eval()
     meter = ClassificationMeter(setup.device)
     kept = []
     for images, targets in tqdm(loader, desc="val", leave=False, dynamic_ncols=True, disable=None):
         images = normalize(images.to(setup.device, non_blocking=True))
         targets = targets.to(setup.device, non_blocking=True)
-        with setup.autocast():
-            logits = model(images)
-        meter.update(criterion(logits.float(), targets), logits, targets)
+        if tta == "none":
+            with setup.autocast():
+                logits = model(images)
+            loss = criterion(logits.float(), targets)
+        else:
+            # Log-probabilities are logits too: top-k ranks them, and softmax gives back the probabilities.
+            logits = tta_log_probs(model, images, tta, setup.autocast)
+            loss = nn.functional.nll_loss(logits, targets)
+        meter.update(loss, logits, targets)
         if keep_predictions:
             confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
             kept.append((targets, predicted, confidence))
@@ -350,14 +369,18 @@ def evaluate(model, normalize, loader, criterion, setup: DeviceSetup, keep_predi
 
 
 @torch.no_grad()
-def predict(model, normalize, loader, setup: DeviceSetup) -> list[int]:
+def predict(model, normalize, loader, setup: DeviceSetup, tta: str = "none") -> list[int]:
     """The predicted class of every image of `loader`'s split, in split order (gathered from
-    every rank under torchrun)."""
+    every rank under torchrun); with `tta`, the class of the probabilities averaged over the views."""
     model.eval()
     predictions = []
     for images, _ in tqdm(loader, desc="test", leave=False, dynamic_ncols=True, disable=None):
-        with setup.autocast():
-            logits = model(normalize(images.to(setup.device, non_blocking=True)))
+        images = normalize(images.to(setup.device, non_blocking=True))
+        if tta == "none":
+            with setup.autocast():
+                logits = model(images)
+        else:
+            logits = tta_log_probs(model, images, tta, setup.autocast)
         predictions.append(logits.argmax(dim=1).cpu())
     return gather_shards(torch.cat(predictions).tolist() if predictions else [])
 
@@ -377,17 +400,23 @@ def report_on_val(parts: TrainingParts, out_dir: str | None) -> tuple[dict, dict
                         pin_memory=loader.pin_memory, worker_init_fn=ignore_stop_signals,
                         sampler=ShardSampler(len(loaders.val_dataset), rank, world_size))
     metrics = evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup,
-                       keep_predictions=True)
+                       keep_predictions=True, tta=parts.tta)
     indices = grid_indices(len(loaders.val_dataset))
     grid_images = np.stack([image.numpy() for image, _ in loaders.val_dataset.__getitems__(indices.tolist())])
     paths = write_val_report(out_dir, metrics["predictions"], grid_images, loaders.class_names) if out_dir else {}
     return metrics, paths
 
 
-def load_model_weights(model: nn.Module, checkpoint: dict, path: str, cfg) -> None:
-    """Load the checkpoint's weights into `model`, built from `cfg`; a misfit names both sides."""
+def load_model_weights(model: nn.Module, checkpoint: dict, path: str, cfg, best_scoring: bool = False) -> str:
+    """Load the checkpoint's weights into `model`, built from `cfg`; a misfit names both sides.
+
+    The trained weights ("model"), or with `best_scoring` whichever of them, their EMA and their
+    SWA scored best on val when the checkpoint was written. Returns the name of those loaded.
+    """
+    state, name = eval_weights(checkpoint) if best_scoring else (checkpoint["model"], "model")
     try:
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(state)
+        return name
     except RuntimeError as e:
         # torch's first line only says "Error(s) in loading state_dict"; the next one says what.
         details = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
@@ -442,17 +471,21 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
     cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
     cfg.freeze()
     parts = build_training_parts(cfg, resolve_device(cfg.DEVICE))
-    load_model_weights(parts.model, checkpoint, path, cfg)
+    weights = load_model_weights(parts.model, checkpoint, path, cfg, best_scoring=True)
+    if weights != "model":
+        logger.info("using the checkpoint's %s weights, which scored best on val", WEIGHT_LABELS[weights])
     out_dir = new_timestamped_dir(os.path.dirname(os.path.abspath(path)), prefix="eval-")
     os.makedirs(out_dir)
+    with_tta = f" with TTA {parts.tta} ({num_views(parts.tta)} views)" if parts.tta != "none" else ""
     if evaluate_val:
         metrics, _ = report_on_val(parts, out_dir)
-        logger.info("%s on %s val (%d images): loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
-                    len(parts.loaders.val_dataset), metrics["loss"], metrics["acc1"], metrics["acc5"])
+        logger.info("%s on %s val (%d images)%s: loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
+                    len(parts.loaders.val_dataset), with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"])
     if write_predictions:
-        predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
+        predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup,
+                              tta=parts.tta)
         write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
-        logger.info("%d test predictions of %s written", len(predictions), path)
+        logger.info("%d test predictions of %s written%s", len(predictions), path, with_tta)
     log_outputs(logger, out_dir)
 
 
@@ -556,6 +589,8 @@ class StartingPoint:
     wandb_id: str | None = None
     progress: EpochProgress = field(default_factory=EpochProgress)
     epochs_since_best: int = 0  # for TRAIN.EARLY_STOP_PATIENCE
+    best_weights: str = "model"  # which weights (model, ema, swa) best_acc1 is of
+    eval_weights: str = "model"  # which weights scored best in the last epoch scored
 
 
 def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps_per_epoch: int,
@@ -593,7 +628,8 @@ def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps
     best = checkpoint["best_acc1"]
     logger.info("resumed from %s: continuing with %s (best val acc@1 so far %s)", plan.resume_path, where,
                 f"{best:.2f}%" if best is not None else "none yet")
-    return StartingPoint(epoch, best, checkpoint["wandb_id"], progress, checkpoint.get("epochs_since_best", 0))
+    return StartingPoint(epoch, best, checkpoint["wandb_id"], progress, checkpoint.get("epochs_since_best", 0),
+                         checkpoint.get("best_weights") or "model", checkpoint.get("eval_weights") or "model")
 
 
 def loop_settings(cfg, train_batches: int) -> tuple[LoopSettings, int]:
@@ -604,17 +640,77 @@ def loop_settings(cfg, train_batches: int) -> tuple[LoopSettings, int]:
                         cfg.TRAIN.MAX_NONFINITE), steps_per_epoch
 
 
-def epoch_line(epoch: int, epochs: int, train_stats: dict, val_stats: dict, best_acc1: float,
-               mixing: bool = False) -> str:
-    """The log line that closes an epoch. With mixup/cutmix, train acc@1 is on each image's
-    dominant label, and says so."""
+def epoch_line(epoch: int, epochs: int, train_stats: dict, scores: dict[str, dict], best_acc1: float,
+               best_weights: str, mixing: bool = False) -> str:
+    """The log line that closes an epoch: train stats, then the val scores of the trained
+    weights and of their EMA and SWA when they exist. With mixup/cutmix, train acc@1 is on each
+    image's dominant label, and says so."""
     skipped = train_stats["nonfinite_updates"]
+    val = scores["model"]
+    averages = "".join(f" | {WEIGHT_LABELS[name]} val loss {stats['loss']:.4f} acc@1 {stats['acc1']:.2f}%"
+                       for name, stats in scores.items() if name != "model")
+    best_of = f" ({WEIGHT_LABELS[best_weights]} weights)" if len(scores) > 1 or best_weights != "model" else ""
     return (f"epoch {epoch + 1}/{epochs}  train loss {train_stats['train_loss']:.4f} "
             f"acc@1{' (dominant label)' if mixing else ''} "
-            f"{train_stats['train_acc1']:.2f}% | val loss {val_stats['loss']:.4f} acc@1 {val_stats['acc1']:.2f}% "
-            f"acc@5 {val_stats['acc5']:.2f}% | best {best_acc1:.2f}% | {train_stats['epoch_time']:.1f}s, "
-            f"{train_stats['images_per_sec']:.0f} img/s" + (f" | {skipped} updates skipped for a NaN/Inf loss"
-                                                             if skipped else ""))
+            f"{train_stats['train_acc1']:.2f}% | val loss {val['loss']:.4f} acc@1 {val['acc1']:.2f}% "
+            f"acc@5 {val['acc5']:.2f}%{averages} | best {best_acc1:.2f}%{best_of} | "
+            f"{train_stats['epoch_time']:.1f}s, {train_stats['images_per_sec']:.0f} img/s"
+            + (f" | {skipped} updates skipped for a NaN/Inf loss" if skipped else ""))
+
+
+def build_weight_averages(cfg, parts: TrainingParts, checkpoint: dict | None) -> StochasticWeightAveraging | None:
+    """TRAIN.EMA (set as parts.ema) and TRAIN.SWA (returned) on the run's model, with their
+    states when resuming."""
+    if cfg.TRAIN.EMA.DECAY > 0:
+        parts.ema = ExponentialMovingAverage(parts.model, cfg.TRAIN.EMA.DECAY, cfg.TRAIN.EMA.WARMUP)
+        if checkpoint is not None and checkpoint.get("ema"):
+            parts.ema.load_state_dict(checkpoint["ema"])
+    if cfg.TRAIN.SWA.START_EPOCH < 0:
+        return None
+    swa = StochasticWeightAveraging(parts.model, parts.optimizer, cfg.TRAIN.SWA.START_EPOCH, cfg.TRAIN.SWA.LR,
+                                    cfg.TRAIN.SWA.ANNEAL_EPOCHS)
+    if checkpoint is not None and checkpoint.get("swa"):
+        swa.load_state_dict(checkpoint["swa"])
+    return swa
+
+
+def score_on_val(parts: TrainingParts, tta: str) -> dict[str, dict]:
+    """{"model": val metrics of the trained weights, "ema": of their EMA (with TRAIN.EMA)}."""
+    loader = parts.loaders.val_loader
+    scores = {"model": evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup, tta=tta)}
+    if parts.ema is not None:
+        scores["ema"] = evaluate(parts.ema.module, parts.normalize, loader, parts.criterion, parts.setup, tta=tta)
+    return scores
+
+
+def finish_swa(swa: StochasticWeightAveraging, parts: TrainingParts, loop: LoopSettings, epoch: int,
+               tta: str) -> dict:
+    """Recompute the SWA weights' BatchNorm statistics over the train split (update_bn; rank 0's
+    under torchrun, shared with every rank), then score them on val."""
+    loader = parts.loaders.train_loader
+    loader.sampler.set_epoch(epoch)
+    loader.sampler.set_start(0)
+    device = parts.setup.device
+    swa.recompute_batchnorm(parts.normalize(images.to(device, non_blocking=True))
+                            for images, _ in islice(loader, loop.num_batches))
+    module = swa.average.module
+    shared = broadcast_from_main({name: buffer.cpu() for name, buffer in module.named_buffers()})
+    for name, buffer in module.named_buffers():
+        buffer.copy_(shared[name])
+    return evaluate(module, parts.normalize, parts.loaders.val_loader, parts.criterion, parts.setup, tta=tta)
+
+
+def best_of(scores: dict[str, dict], best_acc1: float | None) -> tuple[str, bool]:
+    """(the weights with the highest val acc@1, the first of them on a tie; whether that beats
+    `best_acc1`). The first epoch of a run is its best so far, even at 0% accuracy."""
+    name = max(scores, key=lambda key: scores[key]["acc1"])
+    return name, best_acc1 is None or scores[name]["acc1"] > best_acc1
+
+
+def score_metrics(scores: dict[str, dict]) -> dict[str, float]:
+    """The val scores as metrics: val_loss, val_acc1, val_acc5, and the same with _ema / _swa."""
+    return {f"val_{metric}{'' if name == 'model' else '_' + name}": stats[metric]
+            for name, stats in scores.items() for metric in ("loss", "acc1", "acc5")}
 
 
 def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
@@ -630,7 +726,10 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
     loop, steps_per_epoch = loop_settings(cfg, len(parts.loaders.train_loader))
     scheduler = build_scheduler(cfg, parts.optimizer, steps_per_epoch)
     start = restore_training_state(plan, parts, scheduler, steps_per_epoch, logger)
+    swa = build_weight_averages(cfg, parts, plan.checkpoint)
     best_acc1, progress, epochs_since_best = start.best_acc1, start.progress, start.epochs_since_best
+    best_weights, epoch_weights = start.best_weights, start.eval_weights
+    val_tta = parts.tta if cfg.TEST.TTA_VAL else "none"
     logger.info(describe_run(cfg, parts, steps_per_epoch, device, world))
     wandb_run = WandbRun(cfg.WANDB.MODE if world.is_main else "disabled", cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
                          name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
@@ -641,13 +740,16 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
         enabled=world.is_main)
     keep_best = cfg.SAVE.CHECKPOINTS in ("best_and_last", "best")
 
-    def save(name: str, epoch: int, epoch_progress: EpochProgress | None = None) -> None:
+    def save(name: str, epoch: int, eval_weights_name: str, epoch_progress: EpochProgress | None = None) -> None:
         if world.is_main:
             save_checkpoint(os.path.join(run_dir, name), {
                 "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "epoch": epoch,
                 "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(), "wandb_id": wandb_run.run_id,
-                "progress": asdict(epoch_progress) if epoch_progress else None, "epochs_since_best": epochs_since_best})
+                "progress": asdict(epoch_progress) if epoch_progress else None, "epochs_since_best": epochs_since_best,
+                "ema": parts.ema.state_dict() if parts.ema is not None else None,
+                "swa": swa.state_dict() if swa is not None else None,
+                "eval_weights": eval_weights_name, "best_weights": best_weights})
 
     resume_hint = f"python main.py --cfg ... --tag {os.path.basename(run_dir)} --resume auto"
     with tracker.recording_interruptions(resume_hint), StopRequest() as stop:
@@ -655,36 +757,49 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
             parts.loaders.train_loader.sampler.set_epoch(epoch)
             parts.loaders.train_loader.sampler.set_start(progress.batches_done * cfg.DATA.BATCH_SIZE)
             reset_peak_memory(device)
+            swa_epoch = swa is not None and swa.active(epoch)
+            if swa_epoch:
+                swa.begin_epoch(epoch)
             lr = progress.lr if progress.lr is not None else parts.optimizer.param_groups[0]["lr"]
-            train_stats, progress = train_one_epoch(parts, scheduler, parts.loaders.train_loader, epoch, loop, logger,
+            train_stats, progress = train_one_epoch(parts, None if swa_epoch else scheduler,
+                                                    parts.loaders.train_loader, epoch, loop, logger,
                                                     tracker.log_steps, stop, progress)
             if train_stats is None:
                 progress.lr = lr
-                save(LAST_CHECKPOINT, epoch - 1, progress)
+                save(LAST_CHECKPOINT, epoch - 1, epoch_weights, progress)
                 raise Preempted(stop.signum, f"stopped by {signal_name(stop.signum)} after batch "
                                 f"{progress.batches_done} of {loop.num_batches} in epoch {epoch + 1}; last.pth "
                                 f"holds that point; continue with: {resume_hint}")
-            val_stats = evaluate(parts.forward_model, parts.normalize, parts.loaders.val_loader, parts.criterion,
-                                 parts.setup)
-            # The first epoch of a run is its best so far, even at 0% accuracy.
-            is_best = best_acc1 is None or val_stats["acc1"] > best_acc1
-            best_acc1 = val_stats["acc1"] if is_best else best_acc1
+            if swa_epoch:
+                swa.end_epoch(epoch, parts.model)
+            scores = score_on_val(parts, val_tta)
+            epoch_weights, is_best = best_of(scores, best_acc1)
+            patience = cfg.TRAIN.EARLY_STOP_PATIENCE
+            last_epoch = epoch + 1 == cfg.TRAIN.EPOCHS or (not is_best and 0 < patience <= epochs_since_best + 1)
+            if last_epoch and swa is not None and swa.epochs_averaged:
+                scores["swa"] = finish_swa(swa, parts, loop, epoch, val_tta)
+                epoch_weights, is_best = best_of(scores, best_acc1)
+            if is_best:
+                best_acc1, best_weights = scores[epoch_weights]["acc1"], epoch_weights
             epochs_since_best = 0 if is_best else epochs_since_best + 1
-            if hasattr(scheduler, "step_epoch"):  # plateau: the val metrics decide
-                scheduler.step_epoch({"val_loss": val_stats["loss"], "val_acc1": val_stats["acc1"]})
-            tracker.log_epoch({"epoch": epoch, "lr": lr, **train_stats, "val_loss": val_stats["loss"],
-                               "val_acc1": val_stats["acc1"], "val_acc5": val_stats["acc5"], **peak_memory(device)})
-            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, val_stats, best_acc1, parts.mix is not None))
+            if hasattr(scheduler, "step_epoch") and not swa_epoch:  # plateau: the val metrics decide
+                scheduler.step_epoch({"val_loss": scores["model"]["loss"], "val_acc1": scores["model"]["acc1"]})
+            tracker.log_epoch({"epoch": epoch, "lr": lr, **train_stats, **score_metrics(scores),
+                               **peak_memory(device)})
+            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, scores, best_acc1, best_weights,
+                                   parts.mix is not None))
             if is_best and keep_best:
-                save(BEST_CHECKPOINT, epoch)
-            stop_early = 0 < cfg.TRAIN.EARLY_STOP_PATIENCE <= epochs_since_best
+                save(BEST_CHECKPOINT, epoch, epoch_weights)
+            stop_early = 0 < patience <= epochs_since_best
             if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS or stop_early:
-                save(LAST_CHECKPOINT, epoch)
+                save(LAST_CHECKPOINT, epoch, epoch_weights)
             if stop_early:
                 logger.info("early stop: val acc@1 has not improved for %d epochs (TRAIN.EARLY_STOP_PATIENCE)",
                             epochs_since_best)
                 break
-        finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best_acc1, logger)
+        final_weights = {"model": None, "ema": parts.ema, "swa": swa.average if swa is not None else None}
+        finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best_acc1, logger,
+                   (epoch_weights, final_weights[epoch_weights]))
     tracker.set_status("finished")
     last_path = os.path.join(run_dir, LAST_CHECKPOINT)
     if world.is_main and cfg.SAVE.CHECKPOINTS in ("best", "none") and os.path.isfile(last_path):
@@ -695,19 +810,25 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
 
 
 def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbRun, best_acc1: float | None,
-               logger) -> None:
-    """After the last epoch: the val report and submission.csv from the best checkpoint (the
-    final weights when SAVE.CHECKPOINTS keeps no best.pth). `run_dir` is None on ranks other
-    than 0, which compute their shards and write nothing."""
+               logger, final_weights: tuple[str, nn.Module | None] = ("model", None)) -> None:
+    """After the last epoch: the val report and submission.csv from the best checkpoint's
+    best-scoring weights (trained, EMA or SWA), or, when SAVE.CHECKPOINTS keeps no best.pth, from
+    `final_weights`: (the name of the weights that scored best in the last epoch, their
+    AveragedModel, None for the trained weights). `run_dir` is None on ranks other than 0, which
+    compute their shards and write nothing."""
     # Every rank loads rank 0's best.pth: torchrun across nodes needs a shared disk, as on resume.
     best_path = broadcast_from_main(os.path.join(run_dir, BEST_CHECKPOINT) if run_dir else None)
     if broadcast_from_main(run_dir is not None and os.path.isfile(best_path)):
-        load_model_weights(parts.model, load_checkpoint(best_path), best_path, cfg)
-        weights = "the best checkpoint"
+        name = load_model_weights(parts.model, load_checkpoint(best_path), best_path, cfg, best_scoring=True)
+        weights = f"the best checkpoint's {WEIGHT_LABELS[name]} weights"
     else:
-        weights = f"the final weights (SAVE.CHECKPOINTS {cfg.SAVE.CHECKPOINTS} keeps no best.pth)"
+        name, average = final_weights
+        if average is not None:
+            parts.model.load_state_dict(average.module.state_dict())
+        weights = (f"the final weights (SAVE.CHECKPOINTS {cfg.SAVE.CHECKPOINTS} keeps no best.pth)"
+                   + ("" if name == "model" else f", their {WEIGHT_LABELS[name]} average, which scored best"))
     metrics, image_paths = report_on_val(parts, run_dir)
-    predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup)
+    predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup, tta=parts.tta)
     if run_dir is None:
         return
     wandb_run.log_val_report(image_paths, metrics["predictions"].targets, metrics["predictions"].predicted,
@@ -715,8 +836,9 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbR
     write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
     wandb_run.finish()
     best = f"{best_acc1:.2f}%" if best_acc1 is not None else "none (no epoch trained)"
-    logger.info("best val acc@1 %s; val report and %d test predictions written with %s", best,
-                len(predictions), weights)
+    tta = f", with TTA {parts.tta}" if parts.tta != "none" else ""
+    logger.info("best val acc@1 %s; val report and %d test predictions written with %s%s", best,
+                len(predictions), weights, tta)
 
 
 def log_outputs(logger, folder: str) -> None:

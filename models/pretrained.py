@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from utils.checkpoint import load_user_file
+from utils.weight_averaging import eval_weights
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -22,10 +23,11 @@ TORCHVISION_ARCHITECTURES = (
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The weights in `path`: a vision-zoo checkpoint's model, or a plain state_dict."""
+    """The weights in `path`: those of a vision-zoo checkpoint that scored best on val, or a
+    plain state_dict."""
     state = load_user_file(path, "MODEL.PRETRAINED file", "pass a checkpoint or a state_dict file")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+        state, _ = eval_weights(state)  # a checkpoint's best-scoring weights: trained, EMA or SWA
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"MODEL.PRETRAINED {path} holds no state_dict (a mapping of names to tensors)")
     return state

@@ -26,6 +26,10 @@ Their schedule, which raises the rate linearly from 0 over training, is left out
 leaves BasicBlocks without DropBlock; here they take it at the same places, so that ResNet-18/34
 can use it too.
 
+Stochastic depth (Huang et al., 2016), off unless drop_path_rate > 0, drops each block's residual
+branch (after BN and SE, before the addition) with a rate that rises linearly over the blocks,
+from 0 for the first to drop_path_rate for the last: the paper's linear decay rule, as timm.
+
 Module names follow torchvision's ResNet so that its weights load one to one.
 """
 from __future__ import annotations
@@ -38,7 +42,7 @@ from torch import nn
 
 from models.classifier import ImageClassifier
 from models.init import init_conv_and_batchnorm
-from models.layers import ACTIVATIONS, DropBlock, SqueezeExcite, get_activation
+from models.layers import ACTIVATIONS, DropBlock, DropPath, SqueezeExcite, get_activation
 from models.registry import register_model
 
 
@@ -53,7 +57,7 @@ class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, width_per_group: int = 64, se_reduction: int = 0,
                  act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"], drop_block_rate: float = 0.0,
-                 drop_block_size: int = 7):
+                 drop_block_size: int = 7, drop_path: float = 0.0):
         super().__init__()
         if groups != 1 or width_per_group != 64 or se_reduction:
             raise ValueError("BasicBlock supports neither groups, width_per_group nor SE")
@@ -64,6 +68,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.drop_block = make_drop_block(drop_block_rate, drop_block_size)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def last_norm(self) -> nn.BatchNorm2d:
         return self.bn2
@@ -72,7 +77,7 @@ class BasicBlock(nn.Module):
         shortcut = self.drop_block(x if self.downsample is None else self.downsample(x))
         out = self.drop_block(self.relu(self.bn1(self.conv1(x))))
         out = self.drop_block(self.bn2(self.conv2(out)))
-        return self.relu(out + shortcut)
+        return self.relu(self.drop_path(out) + shortcut)
 
 
 class Bottleneck(nn.Module):
@@ -81,7 +86,7 @@ class Bottleneck(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, width_per_group: int = 64, se_reduction: int = 0,
                  act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"], drop_block_rate: float = 0.0,
-                 drop_block_size: int = 7):
+                 drop_block_size: int = 7, drop_path: float = 0.0):
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups
         out_planes = planes * self.expansion
@@ -95,6 +100,7 @@ class Bottleneck(nn.Module):
         self.se = SqueezeExcite(out_planes, out_planes // se_reduction) if se_reduction else nn.Identity()
         self.downsample = downsample
         self.drop_block = make_drop_block(drop_block_rate, drop_block_size)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def last_norm(self) -> nn.BatchNorm2d:
         return self.bn3
@@ -104,7 +110,7 @@ class Bottleneck(nn.Module):
         out = self.drop_block(self.relu(self.bn1(self.conv1(x))))
         out = self.drop_block(self.relu(self.bn2(self.conv2(out))))
         out = self.se(self.drop_block(self.bn3(self.conv3(out))))
-        return self.relu(out + shortcut)
+        return self.relu(self.drop_path(out) + shortcut)
 
 
 class ResNet(ImageClassifier):
@@ -112,8 +118,11 @@ class ResNet(ImageClassifier):
                  in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet", groups: int = 1,
                  width_per_group: int = 64, se_reduction: int = 0, zero_init_residual: bool = False,
                  act_layer: Callable[[], nn.Module] = ACTIVATIONS["relu"], drop_block_rate: float = 0.0,
-                 drop_block_size: int = 7):
+                 drop_block_size: int = 7, drop_path_rate: float = 0.0):
         super().__init__()
+        # Block i of n drops its residual branch at drop_path_rate * i / (n - 1).
+        rates = [drop_path_rate * i / max(1, sum(layers) - 1) for i in range(sum(layers))]
+        stage_rates = [rates[sum(layers[:stage]):sum(layers[:stage + 1])] for stage in range(4)]
         self.block_options = dict(groups=groups, width_per_group=width_per_group, se_reduction=se_reduction,
                                   act_layer=act_layer, drop_block_size=drop_block_size)
         self.in_planes = 64
@@ -127,10 +136,10 @@ class ResNet(ImageClassifier):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = act_layer()
-        self.layer1 = self._make_layer(block, 64, layers[0], stride=1)
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2, drop_block_rate=drop_block_rate / 4)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2, drop_block_rate=drop_block_rate)
+        self.layer1 = self._make_layer(block, 64, stage_rates[0], stride=1)
+        self.layer2 = self._make_layer(block, 128, stage_rates[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, stage_rates[2], stride=2, drop_block_rate=drop_block_rate / 4)
+        self.layer4 = self._make_layer(block, 512, stage_rates[3], stride=2, drop_block_rate=drop_block_rate)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 512 * block.expansion
         self.head_drop = nn.Dropout(drop_rate)
@@ -142,8 +151,9 @@ class ResNet(ImageClassifier):
                 if isinstance(module, (BasicBlock, Bottleneck)):
                     nn.init.zeros_(module.last_norm().weight)
 
-    def _make_layer(self, block, planes: int, num_blocks: int, stride: int,
+    def _make_layer(self, block, planes: int, drop_path_rates: list[float], stride: int,
                     drop_block_rate: float = 0.0) -> nn.Sequential:
+        """A stage of len(drop_path_rates) blocks, block i dropping its branch at drop_path_rates[i]."""
         downsample = None
         if stride != 1 or self.in_planes != planes * block.expansion:
             downsample = nn.Sequential(
@@ -151,9 +161,9 @@ class ResNet(ImageClassifier):
                 nn.BatchNorm2d(planes * block.expansion),
             )
         options = dict(self.block_options, drop_block_rate=drop_block_rate)
-        blocks = [block(self.in_planes, planes, stride, downsample, **options)]
+        blocks = [block(self.in_planes, planes, stride, downsample, drop_path=drop_path_rates[0], **options)]
         self.in_planes = planes * block.expansion
-        blocks += [block(self.in_planes, planes, **options) for _ in range(1, num_blocks)]
+        blocks += [block(self.in_planes, planes, drop_path=rate, **options) for rate in drop_path_rates[1:]]
         return nn.Sequential(*blocks)
 
     def get_classifier(self) -> nn.Linear:
@@ -196,10 +206,10 @@ RESNET_VARIANTS = {
 def _register(name: str, variant: ResNetVariant) -> None:
     def constructor(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, stem: str = "imagenet",
                     zero_init_residual: bool = False, act: str = "relu", drop_block_rate: float = 0.0,
-                    drop_block_size: int = 7) -> ResNet:
+                    drop_block_size: int = 7, drop_path_rate: float = 0.0) -> ResNet:
         return ResNet(variant.block, list(variant.layers), num_classes, in_chans, drop_rate, stem, variant.groups,
                       variant.width_per_group, variant.se_reduction, zero_init_residual, get_activation(act),
-                      drop_block_rate, drop_block_size)
+                      drop_block_rate, drop_block_size, drop_path_rate)
 
     constructor.__name__ = name
     constructor.__doc__ = f"{name}: {variant.block.__name__}s {list(variant.layers)}."

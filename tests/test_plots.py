@@ -208,3 +208,16 @@ def test_lr_find_figure_without_a_suggestion_draws_only_the_curve():
     figure = lr_find_figure([1e-3, 1e-2, 1e-1], [1.0, 0.5, math.inf], suggestion=None)
     assert len(figure.axes[0].get_lines()) == 1
     assert legend_texts(figure.axes[0]) == ["smoothed train loss"]
+
+
+def test_curves_figure_adds_the_ema_and_swa_val_lines_where_the_rows_have_them():
+    rows = metrics_rows(epochs=3)
+    for row in rows:
+        row.update(val_loss_ema=row["val_loss"] / 2, val_acc1_ema=row["val_acc1"] + 1)
+    rows[-1].update(val_loss_swa=0.1, val_acc1_swa=99.0)
+    loss_axis, acc_axis = curves_figure(rows).axes
+    assert legend_texts(acc_axis) == ["train", "val", "val (EMA)", "val (SWA)"]
+    _, _, ema, swa = acc_axis.get_lines()
+    assert list(ema.get_xdata()) == [1, 2, 3] and list(ema.get_ydata()) == [row["val_acc1"] + 1 for row in rows]
+    assert list(swa.get_xdata()) == [3] and list(swa.get_ydata()) == [99.0]
+    assert loss_axis.get_ylabel() == "loss" and acc_axis.get_ylabel() == "acc@1 (%)"

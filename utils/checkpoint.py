@@ -1,7 +1,8 @@
 """Checkpoints: written atomically, loaded safely, with everything needed to resume a run.
 
 A checkpoint is a dict holding the model, optimizer, scheduler and AMP-scaler states, the epoch
-just finished, the best val accuracy so far, the config as YAML text, and the RNG states.
+just finished, the best val accuracy so far, the config as YAML text, and the RNG states; with
+TRAIN.EMA / TRAIN.SWA also their averages, and which weights scored best (utils/weight_averaging.py).
 """
 from __future__ import annotations
 

@@ -36,12 +36,17 @@ def save_figure(figure: Figure, path: str, dpi: int = 100) -> None:
 
 
 def curves_figure(rows: Sequence[dict]) -> Figure:
-    """Loss and acc@1, train and val, one point per epoch (x counted from 1), from metrics rows."""
+    """Loss and acc@1, train and val, one point per epoch (x counted from 1), from metrics rows;
+    also val of the EMA and SWA weights where the rows have them."""
     figure = Figure(figsize=(10, 4), layout="constrained")
     epochs = [row["epoch"] + 1 for row in rows]
     for axis, (name, label) in zip(figure.subplots(1, 2), (("loss", "loss"), ("acc1", "acc@1 (%)"))):
         for split in ("train", "val"):
             axis.plot(epochs, [row[f"{split}_{name}"] for row in rows], marker="o", markersize=3, label=split)
+        for suffix, line_label in (("_ema", "val (EMA)"), ("_swa", "val (SWA)")):  # TRAIN.EMA, TRAIN.SWA
+            points = [(row["epoch"] + 1, row[f"val_{name}{suffix}"]) for row in rows if f"val_{name}{suffix}" in row]
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=line_label)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(label)

@@ -19,6 +19,7 @@ RESUMABLE_KEYS = (
     "DEVICE", "TRAIN.MIXED_PRECISION",  # another machine: a GPU without bf16 continues in fp16
     "TRAIN.CHANNELS_LAST", "TRAIN.COMPILE", "TRAIN.CUDNN_BENCHMARK",  # speed, not what is computed
     "TRAIN.MAX_NONFINITE",  # how patient the divergence guard is
+    "TEST.TTA",  # how the final report and the submission predict; training is unchanged
 )
 RESUMABLE_PREFIXES = ("WANDB.",)
 # Keys that name the run and its checkpoint rather than configure it.

@@ -19,6 +19,15 @@ STATUSES = ("running", "finished", "interrupted", "failed")
 MEMORY_KEYS = ("peak_memory_mb", "peak_rss_mb")
 
 
+# Val acc@1 of the trained weights, of their EMA (TRAIN.EMA) and of their SWA (TRAIN.SWA, last epoch).
+VAL_ACC1_KEYS = ("val_acc1", "val_acc1_ema", "val_acc1_swa")
+
+
+def best_val_acc1(row: dict) -> float:
+    """An epoch's val acc@1: that of its best-scoring weights, as best.pth is chosen."""
+    return max(row[key] for key in VAL_ACC1_KEYS if key in row)
+
+
 def summarize(rows: Sequence[dict], status: str, epochs_planned: int, parameters: int, macs: int | None,
               changed_config: dict[str, Any], error: str | None = None) -> dict[str, Any]:
     """The summary of a run from its metrics rows (one per epoch, as in metrics.jsonl)."""
@@ -28,9 +37,9 @@ def summarize(rows: Sequence[dict], status: str, epochs_planned: int, parameters
     if error:
         summary["error"] = error
     if rows:
-        best = max(rows, key=lambda row: row["val_acc1"])  # the first epoch that reached the best
+        best = max(rows, key=best_val_acc1)  # the first epoch that reached the best
         summary.update({
-            "best_val_acc1": best["val_acc1"], "best_epoch": best["epoch"] + 1, "last": dict(rows[-1]),
+            "best_val_acc1": best_val_acc1(best), "best_epoch": best["epoch"] + 1, "last": dict(rows[-1]),
             "train_time_s": sum(row["epoch_time"] for row in rows),
             "median_images_per_sec": statistics.median(row["images_per_sec"] for row in rows),
         })

@@ -92,3 +92,27 @@ def test_a_family_without_drop_block_warns(option, value, warning, caplog):
 def test_bad_drop_block_values_are_refused(option, value, message):
     with pytest.raises(UserError, match=message):
         get_config(None, [option, value])
+
+
+# --- stochastic depth (MODEL.DROP_PATH_RATE) in the ResNet family ---------------------------------
+
+def test_resnet_drop_path_rises_linearly_over_the_blocks_from_the_config():
+    from models.layers import DropPath
+    with torch.device("meta"):
+        model = build("MODEL.NAME", "resnet18", "MODEL.DROP_PATH_RATE", "0.3")
+        plain = build("MODEL.NAME", "resnet18")
+    rates = [block.drop_path.drop_prob if isinstance(block.drop_path, DropPath) else 0.0
+             for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
+    assert rates == pytest.approx([0.3 * i / 7 for i in range(8)])
+    assert not any(isinstance(m, DropPath) for m in plain.modules())
+
+
+def test_resnet_drop_path_changes_training_outputs_only():
+    torch.manual_seed(0)
+    dropping = create_model("resnet18", num_classes=10, stem="cifar", drop_path_rate=0.5)
+    plain = create_model("resnet18", num_classes=10, stem="cifar")
+    plain.load_state_dict(dropping.state_dict())
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(dropping.eval()(images), plain.eval()(images), atol=0, rtol=0)
+        assert not torch.equal(dropping.train()(images), plain.train()(images))

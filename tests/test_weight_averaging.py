@@ -193,3 +193,25 @@ def test_the_quickstart_with_mixup_label_smoothing_and_ema_reaches_97_percent(tm
     rows = read_metrics(run_dir(tmp_path))
     assert len(rows) == 15
     assert rows[-1]["val_acc1_ema"] >= 97.0 and max(best_val_acc1(row) for row in rows) >= 97.0
+
+
+@pytest.mark.parametrize("tta_val, per_epoch_tta", [("True", "hflip"), ("False", "none")])
+def test_ema_warmup_and_tta_val_keys_reach_the_loop(tmp_path, monkeypatch, tta_val, per_epoch_tta):
+    made, tta_of_calls = [], []
+    real_ema, real_evaluate = main.ExponentialMovingAverage, main.evaluate
+
+    def ema(model, decay, warmup):
+        made.append((decay, warmup))
+        return real_ema(model, decay, warmup)
+
+    def evaluate(*args, **kwargs):
+        tta_of_calls.append((kwargs.get("keep_predictions", False), kwargs.get("tta")))
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(main, "ExponentialMovingAverage", ema)
+    monkeypatch.setattr(main, "evaluate", evaluate)
+    assert quickstart(tmp_path, "TRAIN.EPOCHS", "1", "TRAIN.EMA.DECAY", "0.5", "TRAIN.EMA.WARMUP", "False",
+                      "TEST.TTA", "hflip", "TEST.TTA_VAL", tta_val) == 0
+    assert made == [(0.5, False)]
+    # The epoch's val passes (trained and EMA weights), then the final report, which always uses TEST.TTA.
+    assert tta_of_calls == [(False, per_epoch_tta), (False, per_epoch_tta), (True, "hflip")]

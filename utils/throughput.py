@@ -42,25 +42,26 @@ def default_batch_sizes(max_batch: int) -> list[int]:
     return sizes
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _time_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable, device: torch.device,
+def time_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable, device: torch.device,
                 warmup_steps: int, timed_steps: int) -> float:
     """Seconds per step over `timed_steps` steps, after `warmup_steps` untimed ones."""
     for _ in range(warmup_steps):
         step(*next(batches))
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(timed_steps):
         step(*next(batches))
-    _synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - start) / timed_steps
 
 
-def _repeat(images: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def repeat_batch(images: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same batch forever: steps of the model alone, with no loader in the way."""
     while True:
         yield images, targets
 
@@ -87,10 +88,10 @@ def scan_throughput(model: nn.Module, normalize: nn.Module, criterion, optimizer
             reset_peak_memory(device)
             images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, device=device)
             targets = torch.randint(0, num_classes, (batch_size,), device=device)
-            model_seconds = _time_steps(_repeat(images, targets), step, device, warmup_steps, timed_steps)
+            model_seconds = time_steps(repeat_batch(images, targets), step, device, warmup_steps, timed_steps)
             del images, targets
             loader = make_loader(batch_size, warmup_steps + timed_steps)
-            loader_seconds = _time_steps(iter(loader), step, device, warmup_steps, timed_steps)
+            loader_seconds = time_steps(iter(loader), step, device, warmup_steps, timed_steps)
             del loader
         except torch.cuda.OutOfMemoryError:
             optimizer.zero_grad(set_to_none=True)

@@ -531,20 +531,10 @@ def _is_positive_range(values: Sequence, high: float) -> bool:
     return len(values) == 2 and numbers and 0 < values[0] <= values[1] <= high
 
 
-def _check_values(cfg: CN) -> None:
-    """Spell every name the way the code knows it (`AlexNet` -> alexnet), then check ranges that
-    the types alone cannot express."""
-    for full_key, choices in _choices().items():
-        node, _, leaf = resolve_key_path(cfg, full_key)
-        node[leaf] = resolve_choice(full_key, node[leaf], choices)
-    if cfg.MODEL.ACT:  # "" keeps the model's own, so it is not listed among the names
-        from models.layers import ACTIVATIONS
-        cfg.MODEL.ACT = resolve_choice("MODEL.ACT", cfg.MODEL.ACT, ACTIVATIONS)
-    if cfg.AUG.AUTO_AUGMENT:  # "" switches it off, so it is not listed among the names
-        from data.transforms import AUTO_AUGMENT_POLICIES
-        cfg.AUG.AUTO_AUGMENT = resolve_choice("AUG.AUTO_AUGMENT", cfg.AUG.AUTO_AUGMENT, AUTO_AUGMENT_POLICIES)
+def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
+    """(holds, message if not) for the DATA, MODEL, SUBMISSION and run keys."""
     subset = cfg.DATA.TRAIN_SUBSET
-    checks = [
+    return [
         (cfg.DATA.BATCH_SIZE >= 1, "DATA.BATCH_SIZE must be at least 1"),
         (cfg.DATA.IMG_SIZE >= 8, "DATA.IMG_SIZE must be at least 8 pixels"),
         (0.0 <= cfg.DATA.VAL_SPLIT < 1.0, "DATA.VAL_SPLIT must be in [0, 1)"),
@@ -559,6 +549,15 @@ def _check_values(cfg: CN) -> None:
         (0.0 <= cfg.MODEL.DROP_BLOCK_RATE < 1.0, "MODEL.DROP_BLOCK_RATE must be in [0, 1); 0 disables it"),
         (cfg.MODEL.DROP_BLOCK_SIZE >= 1 and cfg.MODEL.DROP_BLOCK_SIZE % 2 == 1,
          f"MODEL.DROP_BLOCK_SIZE must be an odd number of pixels, e.g. 7; got {cfg.MODEL.DROP_BLOCK_SIZE}"),
+        (len(cfg.SUBMISSION.HEADER.split(",")) == 2, "SUBMISSION.HEADER must name two columns, e.g. Id,Category"),
+        (cfg.SAVE_FREQ >= 1, "SAVE_FREQ must be at least 1"),
+        (cfg.PRINT_FREQ >= 1, "PRINT_FREQ must be at least 1"),
+    ]
+
+
+def _train_checks(cfg: CN) -> list[tuple[bool, str]]:
+    """(holds, message if not) for the TRAIN keys: length, LR and its schedule, averaging."""
+    return [
         (cfg.TRAIN.EPOCHS >= 1, "TRAIN.EPOCHS must be at least 1"),
         (0 <= cfg.TRAIN.START_EPOCH < cfg.TRAIN.EPOCHS, "TRAIN.START_EPOCH must be in [0, TRAIN.EPOCHS)"),
         (cfg.TRAIN.LR > 0, "TRAIN.LR must be positive"),
@@ -573,9 +572,6 @@ def _check_values(cfg: CN) -> None:
          f"(off); got {cfg.TRAIN.SWA.START_EPOCH}"),
         (cfg.TRAIN.SWA.LR > 0, "TRAIN.SWA.LR must be positive"),
         (cfg.TRAIN.SWA.ANNEAL_EPOCHS >= 0, "TRAIN.SWA.ANNEAL_EPOCHS must be 0 or more"),
-        (cfg.AUG.MIXUP >= 0 and cfg.AUG.CUTMIX >= 0, "AUG.MIXUP and AUG.CUTMIX alphas must be 0 (off) or more"),
-        (0.0 <= cfg.AUG.MIX_PROB <= 1.0, "AUG.MIX_PROB must be in [0, 1]"),
-        (0.0 <= cfg.AUG.MIX_SWITCH_PROB <= 1.0, "AUG.MIX_SWITCH_PROB must be in [0, 1]"),
         (0.0 < cfg.TRAIN.LR_SCHEDULER.DECAY_RATE <= 1.0, "TRAIN.LR_SCHEDULER.DECAY_RATE must be in (0, 1]"),
         (all(b > a for a, b in zip(cfg.TRAIN.LR_SCHEDULER.MILESTONES, cfg.TRAIN.LR_SCHEDULER.MILESTONES[1:]))
          and all(m > 0 for m in cfg.TRAIN.LR_SCHEDULER.MILESTONES),
@@ -585,6 +581,15 @@ def _check_values(cfg: CN) -> None:
          "TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START must be in (0, 1)"),
         (cfg.TRAIN.LR_SCHEDULER.PATIENCE >= 0, "TRAIN.LR_SCHEDULER.PATIENCE must be 0 or more epochs"),
         (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2, "TRAIN.OPTIMIZER.BETAS must hold two numbers, e.g. (0.9, 0.999)"),
+    ]
+
+
+def _aug_checks(cfg: CN) -> list[tuple[bool, str]]:
+    """(holds, message if not) for the AUG keys."""
+    return [
+        (cfg.AUG.MIXUP >= 0 and cfg.AUG.CUTMIX >= 0, "AUG.MIXUP and AUG.CUTMIX alphas must be 0 (off) or more"),
+        (0.0 <= cfg.AUG.MIX_PROB <= 1.0, "AUG.MIX_PROB must be in [0, 1]"),
+        (0.0 <= cfg.AUG.MIX_SWITCH_PROB <= 1.0, "AUG.MIX_SWITCH_PROB must be in [0, 1]"),
         (0.0 <= cfg.AUG.HFLIP_PROB <= 1.0, "AUG.HFLIP_PROB must be in [0, 1]"),
         (cfg.AUG.CROP_PADDING >= 0, "AUG.CROP_PADDING must be 0 or more"),
         (cfg.AUG.COLOR_JITTER >= 0.0, "AUG.COLOR_JITTER must be 0 or more"),
@@ -604,10 +609,22 @@ def _check_values(cfg: CN) -> None:
         (_is_positive_range(cfg.AUG.ERASE_SCALE, 1.0),
          f"AUG.ERASE_SCALE must be (min, max) with 0 < min <= max <= 1; got {cfg.AUG.ERASE_SCALE}"),
         (0 <= cfg.AUG.ERASE_VALUE <= 255, "AUG.ERASE_VALUE must be a uint8 pixel value, 0 to 255"),
-        (len(cfg.SUBMISSION.HEADER.split(",")) == 2, "SUBMISSION.HEADER must name two columns, e.g. Id,Category"),
-        (cfg.SAVE_FREQ >= 1, "SAVE_FREQ must be at least 1"),
-        (cfg.PRINT_FREQ >= 1, "PRINT_FREQ must be at least 1"),
     ]
+
+
+def _check_values(cfg: CN) -> None:
+    """Spell every name the way the code knows it (`AlexNet` -> alexnet), then check ranges that
+    the types alone cannot express."""
+    for full_key, choices in _choices().items():
+        node, _, leaf = resolve_key_path(cfg, full_key)
+        node[leaf] = resolve_choice(full_key, node[leaf], choices)
+    if cfg.MODEL.ACT:  # "" keeps the model's own, so it is not listed among the names
+        from models.layers import ACTIVATIONS
+        cfg.MODEL.ACT = resolve_choice("MODEL.ACT", cfg.MODEL.ACT, ACTIVATIONS)
+    if cfg.AUG.AUTO_AUGMENT:  # "" switches it off, so it is not listed among the names
+        from data.transforms import AUTO_AUGMENT_POLICIES
+        cfg.AUG.AUTO_AUGMENT = resolve_choice("AUG.AUTO_AUGMENT", cfg.AUG.AUTO_AUGMENT, AUTO_AUGMENT_POLICIES)
+    checks = [*_data_model_and_run_checks(cfg), *_train_checks(cfg), *_aug_checks(cfg)]
     for ok, message in checks:
         if not ok:
             raise UserError(message)

@@ -257,6 +257,15 @@ class EpochProgress:
     lr: float | None = None  # the LR the epoch started with, which its metrics report
 
 
+def flush_steps(pending_steps: list[tuple[int, float, torch.Tensor]], epoch: int, log_steps) -> None:
+    """Hand the (global step, lr, loss on the device) rows gathered since the last print to
+    `log_steps`, with one device sync for all of them, and empty the list."""
+    losses = torch.stack([loss for _, _, loss in pending_steps]).tolist()
+    log_steps([{"global_step": step, "epoch": epoch, "lr": step_lr, "train_loss": step_loss}
+               for (step, step_lr, _), step_loss in zip(pending_steps, losses)])
+    pending_steps.clear()
+
+
 def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: LoopSettings, logger, log_steps,
                     stop: StopRequest, progress: EpochProgress) -> tuple[dict | None, EpochProgress]:
     """The epoch's batches from `progress.batches_done` on, an optimizer update every
@@ -312,11 +321,8 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
                                 f"batch {i + 1} of {num_batches}), so the run stopped; its last checkpoint is "
                                 f"kept. Lower TRAIN.LR, set TRAIN.CLIP_GRAD, or raise TRAIN.WARMUP_EPOCHS")
         if (i + 1) % loop.print_freq == 0 or i + 1 == num_batches or stopping:
+            flush_steps(pending_steps, epoch, log_steps)
             summary = meter.summary()
-            losses = torch.stack([loss for _, _, loss in pending_steps]).tolist()
-            log_steps([{"global_step": step, "epoch": epoch, "lr": step_lr, "train_loss": step_loss}
-                       for (step, step_lr, _), step_loss in zip(pending_steps, losses)])
-            pending_steps.clear()
             stats = dict(loss=f"{summary['loss']:.4f}", acc=f"{summary['acc1']:.2f}",
                          lr=f"{optimizer.param_groups[0]['lr']:.2e}",
                          img_s=f"{summary['images'] / (time.perf_counter() - start):.0f}")
@@ -581,16 +587,55 @@ def config_for_resume(args: argparse.Namespace, cfg, checkpoint: dict, path: str
     return resumed, notes
 
 
+def best_of(scores: dict[str, dict], best_acc1: float | None) -> tuple[str, bool]:
+    """(the weights with the highest val acc@1, the first of them on a tie; whether that beats
+    `best_acc1`). The first epoch of a run is its best so far, even at 0% accuracy."""
+    name = max(scores, key=lambda key: scores[key]["acc1"])
+    return name, best_acc1 is None or scores[name]["acc1"] > best_acc1
+
+
+@dataclass
+class BestSoFar:
+    """A run's best val acc@1 and the weights (model, ema, swa) that reached it, the epochs since
+    (for TRAIN.EARLY_STOP_PATIENCE), and which weights scored best in the last epoch scored
+    (what --eval of that epoch's checkpoint uses). Kept in every checkpoint."""
+    acc1: float | None = None
+    weights: str = "model"
+    epochs_since: int = 0
+    last_epoch_weights: str = "model"
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "BestSoFar":
+        return cls(checkpoint["best_acc1"], checkpoint.get("best_weights") or "model",
+                   checkpoint.get("epochs_since_best", 0), checkpoint.get("eval_weights") or "model")
+
+    def checkpoint_fields(self) -> dict:
+        return {"best_acc1": self.acc1, "best_weights": self.weights, "epochs_since_best": self.epochs_since,
+                "eval_weights": self.last_epoch_weights}
+
+    def ends_run_unless_improved(self, scores: dict[str, dict], patience: int) -> bool:
+        """Whether early stopping ends the run after an epoch with `scores`, unless a later
+        contender (the SWA weights) beats the best."""
+        return not best_of(scores, self.acc1)[1] and 0 < patience <= self.epochs_since + 1
+
+    def record(self, scores: dict[str, dict]) -> bool:
+        """Take an epoch's val scores; returns whether they set a new best."""
+        self.last_epoch_weights, is_best = best_of(scores, self.acc1)
+        if is_best:
+            self.acc1, self.weights, self.epochs_since = scores[self.last_epoch_weights]["acc1"], \
+                self.last_epoch_weights, 0
+        else:
+            self.epochs_since += 1
+        return is_best
+
+
 @dataclass
 class StartingPoint:
     """Where training starts: from a checkpoint, or from TRAIN.START_EPOCH."""
     epoch: int
-    best_acc1: float | None = None
+    best: BestSoFar = field(default_factory=BestSoFar)
     wandb_id: str | None = None
     progress: EpochProgress = field(default_factory=EpochProgress)
-    epochs_since_best: int = 0  # for TRAIN.EARLY_STOP_PATIENCE
-    best_weights: str = "model"  # which weights (model, ema, swa) best_acc1 is of
-    eval_weights: str = "model"  # which weights scored best in the last epoch scored
 
 
 def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps_per_epoch: int,
@@ -625,11 +670,10 @@ def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps
         logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with %s",
                     plan.resume_path, where)
         return StartingPoint(epoch, progress=progress)
-    best = checkpoint["best_acc1"]
+    best = BestSoFar.from_checkpoint(checkpoint)
     logger.info("resumed from %s: continuing with %s (best val acc@1 so far %s)", plan.resume_path, where,
-                f"{best:.2f}%" if best is not None else "none yet")
-    return StartingPoint(epoch, best, checkpoint["wandb_id"], progress, checkpoint.get("epochs_since_best", 0),
-                         checkpoint.get("best_weights") or "model", checkpoint.get("eval_weights") or "model")
+                f"{best.acc1:.2f}%" if best.acc1 is not None else "none yet")
+    return StartingPoint(epoch, best, checkpoint["wandb_id"], progress)
 
 
 def loop_settings(cfg, train_batches: int) -> tuple[LoopSettings, int]:
@@ -700,17 +744,58 @@ def finish_swa(swa: StochasticWeightAveraging, parts: TrainingParts, loop: LoopS
     return evaluate(module, parts.normalize, parts.loaders.val_loader, parts.criterion, parts.setup, tta=tta)
 
 
-def best_of(scores: dict[str, dict], best_acc1: float | None) -> tuple[str, bool]:
-    """(the weights with the highest val acc@1, the first of them on a tie; whether that beats
-    `best_acc1`). The first epoch of a run is its best so far, even at 0% accuracy."""
-    name = max(scores, key=lambda key: scores[key]["acc1"])
-    return name, best_acc1 is None or scores[name]["acc1"] > best_acc1
+def score_epoch(parts: TrainingParts, swa: StochasticWeightAveraging | None, loop: LoopSettings, epoch: int,
+                val_tta: str, last_planned_epoch: bool, best: BestSoFar, patience: int) -> dict[str, dict]:
+    """The epoch's val scores: the trained weights and their EMA, and the SWA average too when
+    the run ends with this epoch (its last planned one, or an early stop)."""
+    scores = score_on_val(parts, val_tta)
+    if (last_planned_epoch or best.ends_run_unless_improved(scores, patience)) and swa is not None \
+            and swa.epochs_averaged:
+        scores["swa"] = finish_swa(swa, parts, loop, epoch, val_tta)
+    return scores
 
 
 def score_metrics(scores: dict[str, dict]) -> dict[str, float]:
     """The val scores as metrics: val_loss, val_acc1, val_acc5, and the same with _ema / _swa."""
     return {f"val_{metric}{'' if name == 'model' else '_' + name}": stats[metric]
             for name, stats in scores.items() for metric in ("loss", "acc1", "acc5")}
+
+
+def training_state(cfg, parts: TrainingParts, scheduler, swa: StochasticWeightAveraging | None, epoch: int,
+                   best: BestSoFar, wandb_id: str | None, progress: EpochProgress | None) -> dict:
+    """What a checkpoint holds (utils/checkpoint.py) after `epoch`, or inside the epoch that
+    follows it when `progress` says where."""
+    return {"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "epoch": epoch,
+            "config": cfg.dump(), "rng": capture_rng_state(), "wandb_id": wandb_id,
+            "progress": asdict(progress) if progress else None, **best.checkpoint_fields(),
+            "ema": parts.ema.state_dict() if parts.ema is not None else None,
+            "swa": swa.state_dict() if swa is not None else None}
+
+
+def begin_epoch(parts: TrainingParts, swa: StochasticWeightAveraging | None, epoch: int, first_sample: int) -> bool:
+    """Point the train sampler at `epoch` from `first_sample` on (where a stopped run left off),
+    reset the peak-memory count, and start SWA's LR if this epoch is averaged; returns whether it is."""
+    parts.loaders.train_loader.sampler.set_epoch(epoch)
+    parts.loaders.train_loader.sampler.set_start(first_sample)
+    reset_peak_memory(parts.setup.device)
+    swa_epoch = swa is not None and swa.active(epoch)
+    if swa_epoch:
+        swa.begin_epoch(epoch)
+    return swa_epoch
+
+
+def start_tracking(cfg, run_dir: str, parts: TrainingParts, start: StartingPoint, loop: LoopSettings,
+                   world: World) -> tuple[WandbRun, RunTracker]:
+    """The run's W&B run (resumed when the checkpoint has one) and its local records."""
+    wandb_run = WandbRun(cfg.WANDB.MODE if world.is_main else "disabled", cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
+                         name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
+                         config=_config_as_dict(cfg), resume_id=start.wandb_id, group=cfg.WANDB.GROUP)
+    tracker = RunTracker(run_dir, start.epoch, wandb_run, dict(
+        epochs_planned=cfg.TRAIN.EPOCHS, parameters=parts.parameters, macs=parts.macs,
+        changed_config=changed_from_defaults(cfg)),
+        first_step=start.epoch * loop.num_batches + start.progress.batches_done, enabled=world.is_main)
+    return wandb_run, tracker
 
 
 def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
@@ -727,86 +812,67 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
     scheduler = build_scheduler(cfg, parts.optimizer, steps_per_epoch)
     start = restore_training_state(plan, parts, scheduler, steps_per_epoch, logger)
     swa = build_weight_averages(cfg, parts, plan.checkpoint)
-    best_acc1, progress, epochs_since_best = start.best_acc1, start.progress, start.epochs_since_best
-    best_weights, epoch_weights = start.best_weights, start.eval_weights
+    best, progress = start.best, start.progress
     val_tta = parts.tta if cfg.TEST.TTA_VAL else "none"
     logger.info(describe_run(cfg, parts, steps_per_epoch, device, world))
-    wandb_run = WandbRun(cfg.WANDB.MODE if world.is_main else "disabled", cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
-                         name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
-                         config=_config_as_dict(cfg), resume_id=start.wandb_id, group=cfg.WANDB.GROUP)
-    tracker = RunTracker(run_dir, start.epoch, wandb_run, dict(
-        epochs_planned=cfg.TRAIN.EPOCHS, parameters=parts.parameters, macs=parts.macs,
-        changed_config=changed_from_defaults(cfg)), first_step=start.epoch * loop.num_batches + progress.batches_done,
-        enabled=world.is_main)
+    wandb_run, tracker = start_tracking(cfg, run_dir, parts, start, loop, world)
     keep_best = cfg.SAVE.CHECKPOINTS in ("best_and_last", "best")
 
-    def save(name: str, epoch: int, eval_weights_name: str, epoch_progress: EpochProgress | None = None) -> None:
+    def save(name: str, epoch: int, epoch_progress: EpochProgress | None = None) -> None:
         if world.is_main:
-            save_checkpoint(os.path.join(run_dir, name), {
-                "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "epoch": epoch,
-                "best_acc1": best_acc1, "config": cfg.dump(), "rng": capture_rng_state(), "wandb_id": wandb_run.run_id,
-                "progress": asdict(epoch_progress) if epoch_progress else None, "epochs_since_best": epochs_since_best,
-                "ema": parts.ema.state_dict() if parts.ema is not None else None,
-                "swa": swa.state_dict() if swa is not None else None,
-                "eval_weights": eval_weights_name, "best_weights": best_weights})
+            save_checkpoint(os.path.join(run_dir, name), training_state(
+                cfg, parts, scheduler, swa, epoch, best, wandb_run.run_id, epoch_progress))
 
     resume_hint = f"python main.py --cfg ... --tag {os.path.basename(run_dir)} --resume auto"
     with tracker.recording_interruptions(resume_hint), StopRequest() as stop:
         for epoch in range(start.epoch, cfg.TRAIN.EPOCHS):
-            parts.loaders.train_loader.sampler.set_epoch(epoch)
-            parts.loaders.train_loader.sampler.set_start(progress.batches_done * cfg.DATA.BATCH_SIZE)
-            reset_peak_memory(device)
-            swa_epoch = swa is not None and swa.active(epoch)
-            if swa_epoch:
-                swa.begin_epoch(epoch)
+            swa_epoch = begin_epoch(parts, swa, epoch, progress.batches_done * cfg.DATA.BATCH_SIZE)
             lr = progress.lr if progress.lr is not None else parts.optimizer.param_groups[0]["lr"]
             train_stats, progress = train_one_epoch(parts, None if swa_epoch else scheduler,
                                                     parts.loaders.train_loader, epoch, loop, logger,
                                                     tracker.log_steps, stop, progress)
             if train_stats is None:
                 progress.lr = lr
-                save(LAST_CHECKPOINT, epoch - 1, epoch_weights, progress)
-                raise Preempted(stop.signum, f"stopped by {signal_name(stop.signum)} after batch "
-                                f"{progress.batches_done} of {loop.num_batches} in epoch {epoch + 1}; last.pth "
-                                f"holds that point; continue with: {resume_hint}")
+                save(LAST_CHECKPOINT, epoch - 1, progress)
+                raise Preempted(stop.signum, f"stopped by {signal_name(stop.signum)} after batch {progress.batches_done} "
+                                f"of {loop.num_batches} in epoch {epoch + 1}; last.pth holds that point; continue "
+                                f"with: {resume_hint}")
             if swa_epoch:
                 swa.end_epoch(epoch, parts.model)
-            scores = score_on_val(parts, val_tta)
-            epoch_weights, is_best = best_of(scores, best_acc1)
             patience = cfg.TRAIN.EARLY_STOP_PATIENCE
-            last_epoch = epoch + 1 == cfg.TRAIN.EPOCHS or (not is_best and 0 < patience <= epochs_since_best + 1)
-            if last_epoch and swa is not None and swa.epochs_averaged:
-                scores["swa"] = finish_swa(swa, parts, loop, epoch, val_tta)
-                epoch_weights, is_best = best_of(scores, best_acc1)
-            if is_best:
-                best_acc1, best_weights = scores[epoch_weights]["acc1"], epoch_weights
-            epochs_since_best = 0 if is_best else epochs_since_best + 1
+            scores = score_epoch(parts, swa, loop, epoch, val_tta, epoch + 1 == cfg.TRAIN.EPOCHS, best, patience)
+            is_best = best.record(scores)
             if hasattr(scheduler, "step_epoch") and not swa_epoch:  # plateau: the val metrics decide
                 scheduler.step_epoch({"val_loss": scores["model"]["loss"], "val_acc1": scores["model"]["acc1"]})
             tracker.log_epoch({"epoch": epoch, "lr": lr, **train_stats, **score_metrics(scores),
                                **peak_memory(device)})
-            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, scores, best_acc1, best_weights,
+            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, scores, best.acc1, best.weights,
                                    parts.mix is not None))
             if is_best and keep_best:
-                save(BEST_CHECKPOINT, epoch, epoch_weights)
-            stop_early = 0 < patience <= epochs_since_best
+                save(BEST_CHECKPOINT, epoch)
+            stop_early = 0 < patience <= best.epochs_since
             if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS or stop_early:
-                save(LAST_CHECKPOINT, epoch, epoch_weights)
+                save(LAST_CHECKPOINT, epoch)
             if stop_early:
                 logger.info("early stop: val acc@1 has not improved for %d epochs (TRAIN.EARLY_STOP_PATIENCE)",
-                            epochs_since_best)
+                            best.epochs_since)
                 break
-        final_weights = {"model": None, "ema": parts.ema, "swa": swa.average if swa is not None else None}
-        finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best_acc1, logger,
-                   (epoch_weights, final_weights[epoch_weights]))
+        averages = {"model": None, "ema": parts.ema, "swa": swa.average if swa is not None else None}
+        finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best.acc1, logger,
+                   (best.last_epoch_weights, averages[best.last_epoch_weights]))
     tracker.set_status("finished")
-    last_path = os.path.join(run_dir, LAST_CHECKPOINT)
-    if world.is_main and cfg.SAVE.CHECKPOINTS in ("best", "none") and os.path.isfile(last_path):
-        os.remove(last_path)  # written only so that the run could resume
     if world.is_main:
+        remove_resume_checkpoint(run_dir, cfg.SAVE.CHECKPOINTS)
         log_outputs(logger, run_dir)
     return run_dir
+
+
+def remove_resume_checkpoint(run_dir: str, keep: str) -> None:
+    """Remove last.pth at the end of a run unless SAVE.CHECKPOINTS (`keep`) keeps it: it was
+    written only so that the run could resume."""
+    last_path = os.path.join(run_dir, LAST_CHECKPOINT)
+    if keep in ("best", "none") and os.path.isfile(last_path):
+        os.remove(last_path)
 
 
 def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbRun, best_acc1: float | None,

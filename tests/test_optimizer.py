@@ -128,16 +128,17 @@ def test_parameters_a_model_lists_in_no_weight_decay_are_exempt():
         id(p) for p in build_optimizer(cfg, v1).param_groups[1]["params"]}
 
 
-def lrs_per_update(opts, steps_per_epoch, updates):
-    """The LR of each of `updates` optimizer updates under the schedule `opts` configure."""
+def lrs_per_update(opts, steps_per_epoch, updates, key="lr"):
+    """The LR (or another param-group `key`) of each of `updates` optimizer updates under the
+    schedule `opts` configure."""
     cfg, _, opt = build(opts)
     scheduler = build_scheduler(cfg, opt, steps_per_epoch=steps_per_epoch)
-    lrs = []
+    values = []
     for _ in range(updates):
-        lrs.append(opt.param_groups[0]["lr"])
+        values.append(opt.param_groups[0][key])
         opt.step()
         scheduler.step()
-    return lrs
+    return values
 
 
 def test_multistep_multiplies_the_lr_at_each_milestone_epoch():
@@ -163,13 +164,7 @@ def test_onecycle_rises_to_lr_at_its_pct_start_then_falls_and_cycles_momentum():
     peak = max(range(40), key=lrs.__getitem__)
     assert peak == 9 and lrs[peak] == pytest.approx(0.4, rel=1e-3)  # 25% of 40 updates, not the 3-epoch warmup
     assert lrs[0] == pytest.approx(0.4 / 25) and lrs[-1] < 1e-4
-    cfg, _, opt = build(opts)
-    scheduler = build_scheduler(cfg, opt, steps_per_epoch=4)
-    momenta = []
-    for _ in range(10):
-        momenta.append(opt.param_groups[0]["momentum"])
-        opt.step()
-        scheduler.step()
+    momenta = lrs_per_update(opts, steps_per_epoch=4, updates=10, key="momentum")
     assert momenta[0] > momenta[-1]
 
 

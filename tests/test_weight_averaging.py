@@ -133,24 +133,26 @@ def test_ema_is_scored_every_epoch_and_kept_in_the_checkpoint(tmp_path):
     assert all(torch.equal(read_state_dict(str(folder / "best.pth"))[k], v) for k, v in expected.items())
 
 
-def test_the_submission_and_eval_use_the_ema_weights_when_they_score_best(tmp_path, monkeypatch, capsys):
-    real_evaluate = main.evaluate
+def make_the_ema_score_100_percent(monkeypatch):
+    """Every per-epoch val pass of the EMA weights scores 100%; the trained weights score as they do."""
+    real_evaluate, real_build, trained = main.evaluate, main.build_training_parts, {}
 
-    def evaluate(model, *args, **kwargs):  # the EMA scores 100% on every epoch's val pass
+    def evaluate(model, *args, **kwargs):
         result = real_evaluate(model, *args, **kwargs)
-        is_ema = not kwargs.get("keep_predictions") and model is not main_parts["model"]
+        is_ema = not kwargs.get("keep_predictions") and model is not trained["model"]
         return {**result, "acc1": 100.0} if is_ema else result
-
-    main_parts = {}
-    real_build = main.build_training_parts
 
     def build_training_parts(*args, **kwargs):
         parts = real_build(*args, **kwargs)
-        main_parts["model"] = parts.forward_model
+        trained["model"] = parts.forward_model
         return parts
 
     monkeypatch.setattr(main, "evaluate", evaluate)
     monkeypatch.setattr(main, "build_training_parts", build_training_parts)
+
+
+def test_the_submission_and_eval_use_the_ema_weights_when_they_score_best(tmp_path, monkeypatch, capsys):
+    make_the_ema_score_100_percent(monkeypatch)
     assert quickstart(tmp_path, "TRAIN.EPOCHS", "2", "TRAIN.EMA.DECAY", "0.5") == 0
     monkeypatch.undo()
     folder = run_dir(tmp_path)
@@ -215,3 +217,12 @@ def test_ema_warmup_and_tta_val_keys_reach_the_loop(tmp_path, monkeypatch, tta_v
     assert made == [(0.5, False)]
     # The epoch's val passes (trained and EMA weights), then the final report, which always uses TEST.TTA.
     assert tta_of_calls == [(False, per_epoch_tta), (False, per_epoch_tta), (True, "hflip")]
+
+
+def test_without_best_pth_the_submission_comes_from_the_final_ema_when_it_scored_best(tmp_path, monkeypatch):
+    make_the_ema_score_100_percent(monkeypatch)
+    assert quickstart(tmp_path, "TRAIN.EPOCHS", "1", "TRAIN.EMA.DECAY", "0.5", "SAVE.CHECKPOINTS", "none") == 0
+    folder = run_dir(tmp_path)
+    assert not list(folder.glob("*.pth")) and (folder / "submission.csv").exists()
+    assert ("written with the final weights (SAVE.CHECKPOINTS none keeps no best.pth), their EMA average, which "
+            "scored best") in (folder / "log.txt").read_text()

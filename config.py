@@ -46,6 +46,14 @@ _C.DATA.PIN_MEMORY = True
 _C.DATA.NUM_WORKERS = -1
 # Keep workers alive between epochs instead of re-forking them.
 _C.DATA.PERSISTENT_WORKERS = True
+# Where the train augmentation runs: cpu (per image, in the loader workers), device (on whole
+# uint8 batches on the training device, each image with its own random parameters) or auto
+# (device on a GPU, or with DATA.CACHE). Batched are the padded crop, the horizontal flip, colour
+# jitter with hue, and random erasing; with any other AUG step on, auto runs everything per image.
+_C.DATA.AUG_DEVICE = "auto"
+# Hold each whole split in memory as uint8 and gather batches from it by index, with no loader
+# workers: none, ram (host memory) or device (the GPU's memory). Augments on the device.
+_C.DATA.CACHE = "none"
 # Download cifar10/cifar100 into DATA_PATH when the files are missing.
 _C.DATA.DOWNLOAD = False
 # Fraction of the train split held out as val (chosen from SEED); 0 validates on the test split.
@@ -510,6 +518,8 @@ def _choices() -> dict[str, Sequence[str]]:
     return {
         "DATA.DATASET": list(DATASETS),
         "DATA.INTERPOLATION": ("nearest", "bilinear", "bicubic"),
+        "DATA.AUG_DEVICE": ("auto", "cpu", "device"),
+        "DATA.CACHE": ("none", "ram", "device"),
         "MODEL.NAME": list_models(),
         "MODEL.STEM": ("auto", "imagenet", "cifar"),
         "MODEL.INIT": ("default", "kaiming", "xavier", "lecun"),

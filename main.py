@@ -19,18 +19,18 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from itertools import islice
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import RandomSampler
 from tqdm import tqdm
 
 from config import changed_from_defaults, flatten, get_config
 from data import Loaders, build_loader
-from data.build import ignore_stop_signals
 from data.normalize import Normalize
 from data.mix import BatchMixer, build_batch_mixer
 from data.sampler import ShardSampler
@@ -210,7 +210,7 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
         raise UserError(f"{cfg.MODEL.NAME} cannot take {cfg.DATA.IMG_SIZE} px images (its feature maps shrink to "
                         f"nothing); raise DATA.IMG_SIZE, or try MODEL.STEM cifar if the model has that stem")
     optimizer = build_optimizer(cfg, model)
-    loaders = build_loader(cfg, world.rank, world.size)
+    loaders = build_loader(cfg, world.rank, world.size, device)
     setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE,
                                cfg.TRAIN.CUDNN_BENCHMARK)
     wrappers = []
@@ -398,13 +398,10 @@ def report_on_val(parts: TrainingParts, out_dir: str | None) -> tuple[dict, dict
     Returns (the metrics with their ValPredictions, {"predictions": png, "confusion": png}).
     """
     loaders = parts.loaders
-    loader = loaders.val_loader
     # Per-image reports follow the split's order (TEST.SHUFFLE may shuffle the epoch passes);
     # under torchrun each rank reads its shard and evaluate() gathers them.
     rank, world_size = rank_and_size()
-    loader = DataLoader(loaders.val_dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
-                        pin_memory=loader.pin_memory, worker_init_fn=ignore_stop_signals,
-                        sampler=ShardSampler(len(loaders.val_dataset), rank, world_size))
+    loader = loaders.make_loader("val", ShardSampler(len(loaders.val_dataset), rank, world_size))
     metrics = evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup,
                        keep_predictions=True, tta=parts.tta)
     indices = grid_indices(len(loaders.val_dataset))
@@ -514,14 +511,14 @@ def open_run_dir(cfg, run_dir: str, device: torch.device):
 
 
 def describe_run(cfg, parts: TrainingParts, steps_per_epoch: int, device: torch.device, world: World) -> str:
-    """One line: the model's size, the data's splits and the length of the run."""
+    """One line: the model's size, the data's splits, the length of the run and the data path."""
     loaders = parts.loaders
     batch = (f"batch {cfg.DATA.BATCH_SIZE} per process x {world.size} processes = {cfg.DATA.BATCH_SIZE * world.size}"
              if world.distributed else f"batch {cfg.DATA.BATCH_SIZE}")
     return (f"{cfg.MODEL.NAME}: {format_count(parts.parameters)} parameters, {format_count(parts.macs)} MACs per "
             f"{cfg.DATA.IMG_SIZE} px image | {cfg.DATA.DATASET}: {len(loaders.train_dataset)} train, "
             f"{len(loaders.val_dataset)} val, {len(loaders.test_dataset)} test images | {cfg.TRAIN.EPOCHS} epochs "
-            f"of {steps_per_epoch} steps, {batch}, on {device}")
+            f"of {steps_per_epoch} steps, {batch}, on {device} | {loaders.pipeline}")
 
 
 @dataclass
@@ -927,13 +924,11 @@ def run_throughput_scan(cfg, device: torch.device, batch_sizes: list[int] | None
     parts = build_training_parts(cfg, device)
     if batch_sizes is None:
         batch_sizes = default_batch_sizes(max_batch or (CUDA_MAX_BATCH if device.type == "cuda" else CPU_MAX_BATCH))
-    train_loader = parts.loaders.train_loader
 
-    def make_loader(batch_size: int, num_batches: int) -> DataLoader:
+    def make_loader(batch_size: int, num_batches: int) -> Iterable:
         # Drawn with replacement, so that a small data set still fills every batch.
         sampler = RandomSampler(parts.loaders.train_dataset, replacement=True, num_samples=batch_size * num_batches)
-        return DataLoader(parts.loaders.train_dataset, batch_size=batch_size, sampler=sampler,
-                          num_workers=train_loader.num_workers, pin_memory=train_loader.pin_memory)
+        return parts.loaders.make_loader("train", sampler, batch_size)
 
     out_dir = study_dir(cfg, "throughput")
     logger.info("throughput of %s on %s, %d px, on %s: batch sizes %s", cfg.MODEL.NAME, cfg.DATA.DATASET,

@@ -3,8 +3,9 @@
 For each model, in one run:
 
 (a) the project's loop as main.py runs it: the config, `build_training_parts` (the real train
-    loader, DATA.NUM_WORKERS workers, the config's augmentation on uint8 images), the schedule,
-    and `train_one_epoch`, timed over --batches batches after --warmup untimed ones;
+    loader, DATA.NUM_WORKERS workers, the config's augmentation on uint8 images, per image or on
+    the device as DATA.AUG_DEVICE and DATA.CACHE say), the schedule, and `train_one_epoch`,
+    timed over --batches batches after --warmup untimed ones;
 (b) the model alone, the compute floor: the same model, normalisation, optimizer and precision
     switches, trained by `utils.train_step.train_step` on one uint8 batch already on the device;
 (c) the homework codebase's way: a Dataset that makes a PIL image of every image and runs
@@ -18,6 +19,7 @@ model wait); (a)/(c) what it gains over the homework way. Usage:
     python bench/train.py                                     # LeNet, 32 px, batch 512, 2 workers
     python bench/train.py --models lenet,alexnet,resnet18     # AlexNet's row runs at 64 px
     python bench/train.py --cfg configs/resnet18_cifar10.yaml --data-path /data/cifar
+    python bench/train.py --opts DATA.CACHE ram              # (a) from the split cached in memory
 
 Without --cfg the data are random CIFAR-10-shaped images, written to a temporary folder in the
 real pickled layout (bench/fake_cifar10.py's writer), so that (a) runs the real CIFAR code, with

@@ -15,7 +15,7 @@ value back to the host, so a step on CUDA never waits for the GPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import torch
@@ -48,6 +48,10 @@ class AugmentParams:
     erase_height: torch.Tensor
     erase_width: torch.Tensor
 
+    def rows(self, index: torch.Tensor | slice) -> "AugmentParams":
+        """The parameters of the samples at `index` (a slice or an index tensor on their device)."""
+        return AugmentParams(*(getattr(self, field.name)[index] for field in fields(self)))
+
 
 class BatchAugment:
     """Per-sample random padded crop, horizontal flip, colour jitter and random erasing on a uint8
@@ -74,6 +78,12 @@ class BatchAugment:
         self.erase_prob = erase_prob
         self.erase_scale = tuple(erase_scale)
         self.erase_value = erase_value
+
+    @property
+    def is_identity(self) -> bool:
+        """Every step is off: batches come out as they went in."""
+        return (self.crop_padding == 0 and self.hflip_prob == 0 and not any(self.colour_ranges.values())
+                and self.erase_prob == 0)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(images, self.sample_params(images.shape[0], generator))

@@ -6,15 +6,19 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 
 from data import cifar, digits, medium_imagenet
+from data.batch_augment import BatchAugment
+from data.cache import CachedLoader, available_bytes, cache_split, cached_bytes, check_cache_fits
 from data.dataset import ArrayStore, ImageDataset, ImageStore
+from data.device_loader import DeviceLoader
 from data.sampler import EpochShuffleSampler, ShardSampler
 from data.transforms import build_eval_transform, build_train_transform, unused_rand_augment_fields
 from utils.choices import resolve_choice
@@ -79,11 +83,13 @@ def get_dataset_spec(name: str) -> DatasetSpec:
 
 @dataclass
 class Loaders:
-    """What `build_loader` returns: three loaders, their datasets, the normalisation stats, and
-    the name of each class (the class index as text where the data set has no names)."""
-    train_loader: DataLoader
-    val_loader: DataLoader
-    test_loader: DataLoader
+    """What `build_loader` returns: three loaders, their datasets, the normalisation stats, the
+    name of each class (the class index as text where the data set has no names), and
+    `make_loader(split, sampler, batch_size)`, which builds another loader of "train", "val" or
+    "test" the way these were built (workers or cache, augmentation) with another sampler."""
+    train_loader: Iterable
+    val_loader: Iterable
+    test_loader: Iterable
     train_dataset: ImageDataset
     val_dataset: ImageDataset
     test_dataset: ImageDataset
@@ -91,6 +97,8 @@ class Loaders:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     class_names: list[str]
+    make_loader: Callable[[str, Sampler, int], Iterable]
+    pipeline: str = ""  # for the log: where train images come from and where they are augmented
 
 
 def split_train_val(num_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,15 +172,79 @@ def build_eval_samplers(val_length: int, test_length: int, shuffle_val: bool, se
             ShardSampler(test_length, rank, world_size))
 
 
-def build_loader(cfg, rank: int = 0, world_size: int = 1) -> Loaders:
-    """Load DATA.DATASET and wrap its train, val and test splits in DataLoaders for process
-    `rank` of `world_size`.
+def unbatched_aug_keys(aug) -> list[str]:
+    """The AUG keys switched on in `aug` (the config's AUG node) that `BatchAugment` has no
+    batched form of: they run per image, in the loader workers."""
+    switched_on = {
+        "AUG.RRC_SCALE": len(aug.RRC_SCALE) > 0 and max(aug.RRC_SCALE) > 0,
+        "AUG.VFLIP_PROB": aug.VFLIP_PROB > 0,
+        "AUG.ROTATION": aug.ROTATION > 0,
+        "AUG.PERSPECTIVE_PROB": aug.PERSPECTIVE_PROB > 0,
+        "AUG.GRAYSCALE_PROB": aug.GRAYSCALE_PROB > 0,
+        "AUG.BLUR_PROB": aug.BLUR_PROB > 0,
+        "AUG.AUTO_AUGMENT": bool(aug.AUTO_AUGMENT),
+        "AUG.RAND_AUGMENT": bool(aug.RAND_AUGMENT),
+        "AUG.TRIVIAL_AUGMENT": bool(aug.TRIVIAL_AUGMENT),
+        "AUG.AUGMIX": aug.AUGMIX > 0,
+    }
+    return [key for key, on in switched_on.items() if on]
+
+
+def augments_on_device(aug_device: str, cache: str, device: torch.device, unbatched: list[str]) -> bool:
+    """Whether the train batches are augmented whole on `device` (else per image in the workers).
+
+    DATA.AUG_DEVICE auto means on the device when it is a GPU, or when DATA.CACHE leaves no
+    workers, unless an augmentation in `unbatched` has no batched form: then per image, with a
+    log line. A cache, or DATA.AUG_DEVICE device, with such an augmentation is refused.
+    """
+    keys = ", ".join(unbatched)
+    if cache != "none":
+        if aug_device == "cpu":
+            raise UserError(f"DATA.CACHE {cache} draws whole batches without loader workers, so the augmentation "
+                            f"runs on those batches on the device; set DATA.AUG_DEVICE device or auto, or "
+                            f"DATA.CACHE none")
+        if unbatched:
+            raise UserError(f"DATA.CACHE {cache} augments whole batches on the device, which cannot do {keys}; "
+                            f"switch {'those' if len(unbatched) > 1 else 'it'} off, or set DATA.CACHE none")
+        return True
+    if aug_device == "device" and unbatched:
+        raise UserError(f"DATA.AUG_DEVICE device augments whole batches, which cannot do {keys}; switch "
+                        f"{'those' if len(unbatched) > 1 else 'it'} off, or set DATA.AUG_DEVICE cpu (or auto)")
+    if aug_device == "auto" and device.type == "cuda" and unbatched:
+        logger.info("DATA.AUG_DEVICE auto: %s run per image, so the whole train augmentation runs in the loader "
+                    "workers", keys)
+    return aug_device == "device" or (aug_device == "auto" and device.type == "cuda" and not unbatched)
+
+
+def cache_splits(datasets: dict[str, ImageDataset], img_size: int, mode: str,
+                 device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each split of `datasets` as cached (images, labels) tensors: on `device` for DATA.CACHE
+    device, else in host memory. Refused in one line when they would not fit."""
+    where = device if mode == "device" else torch.device("cpu")
+    needed = sum(cached_bytes(dataset, img_size) for dataset in datasets.values())
+    check_cache_fits(needed, available_bytes(where), mode, "the GPU" if where.type == "cuda" else "host memory")
+    start = time.perf_counter()
+    cached = {split: cache_split(dataset, img_size, where) for split, dataset in datasets.items()}
+    logger.info("DATA.CACHE %s: %s images (%.2f GiB) cached on %s in %.1f s", mode,
+                " + ".join(f"{len(dataset)} {split}" for split, dataset in datasets.items()), needed / 2**30,
+                where, time.perf_counter() - start)
+    return cached
+
+
+def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Loaders:
+    """Load DATA.DATASET and wrap its train, val and test splits in loaders for process `rank`
+    of `world_size`, training on `device` (the CPU when None).
 
     Images come out as uint8 (B, 3, IMG_SIZE, IMG_SIZE); normalise them on the device with
     `data.normalize.Normalize(loaders.mean, loaders.std)`. With several processes each gets
     DATA.BATCH_SIZE images of every global train batch, and an interleaved share of val and test
     that `data.sampler.unshard` puts back in order.
+
+    The train augmentation runs per image in the loader workers, or on whole batches on the
+    device (DATA.AUG_DEVICE); the images come from the data set's store through workers, or
+    from a cache of each whole split (DATA.CACHE).
     """
+    device = device or torch.device("cpu")
     spec = get_dataset_spec(cfg.DATA.DATASET)
     splits, class_names = spec.load(cfg.DATA.DATA_PATH, cfg.DATA.STORED_SIZE, cfg.DATA.IMG_SIZE, cfg.DATA.DOWNLOAD)
     img_size = cfg.DATA.IMG_SIZE
@@ -183,14 +255,25 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1) -> Loaders:
         logger.warning("AUG.RAND_AUGMENT: %s not supported by torchvision's RandAugment; using only m and n",
                        "-".join(unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT)))
     aug = cfg.AUG
-    train_transform = build_train_transform(
-        img_size, stored_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.RAND_AUGMENT,
-        cfg.DATA.INTERPOLATION, rrc_scale=aug.RRC_SCALE, vflip_prob=aug.VFLIP_PROB, rotation=aug.ROTATION,
-        perspective_prob=aug.PERSPECTIVE_PROB, perspective_distortion=aug.PERSPECTIVE_DISTORTION,
-        color_jitter_hue=aug.COLOR_JITTER_HUE, grayscale_prob=aug.GRAYSCALE_PROB, blur_prob=aug.BLUR_PROB,
-        blur_kernel=aug.BLUR_KERNEL, blur_sigma=aug.BLUR_SIGMA, auto_augment=aug.AUTO_AUGMENT,
-        trivial_augment=aug.TRIVIAL_AUGMENT, augmix_severity=aug.AUGMIX, erase_prob=aug.ERASE_PROB,
-        erase_scale=aug.ERASE_SCALE, erase_value=aug.ERASE_VALUE)
+    on_device = augments_on_device(cfg.DATA.AUG_DEVICE, cfg.DATA.CACHE, device, unbatched_aug_keys(aug))
+    if on_device:
+        # The workers (or the cache) only resize; every random step runs on the device.
+        train_transform = build_train_transform(img_size, stored_size, 0, 0.0, 0.0, "", cfg.DATA.INTERPOLATION)
+        batch_augment = BatchAugment(img_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.COLOR_JITTER,
+                                     aug.COLOR_JITTER, aug.COLOR_JITTER_HUE, aug.ERASE_PROB, aug.ERASE_SCALE,
+                                     aug.ERASE_VALUE)
+        if batch_augment.is_identity:
+            batch_augment = None
+    else:
+        train_transform = build_train_transform(
+            img_size, stored_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.RAND_AUGMENT,
+            cfg.DATA.INTERPOLATION, rrc_scale=aug.RRC_SCALE, vflip_prob=aug.VFLIP_PROB, rotation=aug.ROTATION,
+            perspective_prob=aug.PERSPECTIVE_PROB, perspective_distortion=aug.PERSPECTIVE_DISTORTION,
+            color_jitter_hue=aug.COLOR_JITTER_HUE, grayscale_prob=aug.GRAYSCALE_PROB, blur_prob=aug.BLUR_PROB,
+            blur_kernel=aug.BLUR_KERNEL, blur_sigma=aug.BLUR_SIGMA, auto_augment=aug.AUTO_AUGMENT,
+            trivial_augment=aug.TRIVIAL_AUGMENT, augmix_severity=aug.AUGMIX, erase_prob=aug.ERASE_PROB,
+            erase_scale=aug.ERASE_SCALE, erase_value=aug.ERASE_VALUE)
+        batch_augment = None
     eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
 
     test_store, test_labels = splits["test"]
@@ -208,13 +291,24 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1) -> Loaders:
     val_dataset = ImageDataset(val_store, val_labels, spec.num_classes, val_indices, eval_transform)
     test_dataset = ImageDataset(test_store, test_labels, spec.num_classes, None, eval_transform)
 
+    datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset}
+    cache = cfg.DATA.CACHE
+    cached = cache_splits(datasets, img_size, cache, device) if cache != "none" else {}
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
-    pin_memory = cfg.DATA.PIN_MEMORY and cfg.DEVICE != "cpu" and torch.cuda.is_available()
+    pin_memory = cfg.DATA.PIN_MEMORY and device.type == "cuda"
 
-    def make_loader(dataset: ImageDataset, sampler, drop_last: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=cfg.DATA.BATCH_SIZE, sampler=sampler, drop_last=drop_last,
-                          num_workers=num_workers, pin_memory=pin_memory, worker_init_fn=ignore_stop_signals,
-                          persistent_workers=cfg.DATA.PERSISTENT_WORKERS and num_workers > 0)
+    def make_loader(split: str, sampler: Sampler, batch_size: int = cfg.DATA.BATCH_SIZE,
+                    drop_last: bool = False) -> Iterable:
+        if cached:
+            batches = CachedLoader(*cached[split], sampler, batch_size, drop_last, pin_batches=pin_memory)
+        else:
+            batches = DataLoader(datasets[split], batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                                 num_workers=num_workers, pin_memory=pin_memory,
+                                 worker_init_fn=ignore_stop_signals,
+                                 persistent_workers=cfg.DATA.PERSISTENT_WORKERS and num_workers > 0)
+        augment = batch_augment if split == "train" else None
+        # On a GPU every loader copies on a side stream; on the CPU only augmentation needs the wrapper.
+        return DeviceLoader(batches, device, augment) if augment is not None or device.type == "cuda" else batches
 
     shuffle_val = cfg.TEST.SHUFFLE and not cfg.TEST.SEQUENTIAL
     val_sampler, test_sampler = build_eval_samplers(len(val_dataset), len(test_dataset), shuffle_val, cfg.SEED,
@@ -222,9 +316,18 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1) -> Loaders:
     train_sampler = EpochShuffleSampler(len(train_dataset), cfg.SEED, rank, world_size)
     # Dropping a ragged last batch keeps BatchNorm away from batches of one image.
     drop_last = len(train_sampler) > cfg.DATA.BATCH_SIZE
+    if cached:
+        source = f"cached in {'GPU memory' if cache == 'device' and device.type == 'cuda' else 'host memory'}"
+    else:
+        source = f"read by {num_workers} loader workers" if num_workers else "read in the main process"
+    if batch_augment is not None:
+        augmentation = f"augmented as whole batches on {device}"
+    else:
+        augmentation = "augmented per image" if train_transform is not None and not on_device else "not augmented"
     return Loaders(
-        train_loader=make_loader(train_dataset, train_sampler, drop_last),
-        val_loader=make_loader(val_dataset, val_sampler, False),
-        test_loader=make_loader(test_dataset, test_sampler, False),
+        train_loader=make_loader("train", train_sampler, drop_last=drop_last),
+        val_loader=make_loader("val", val_sampler),
+        test_loader=make_loader("test", test_sampler),
         train_dataset=train_dataset, val_dataset=val_dataset, test_dataset=test_dataset,
-        num_classes=spec.num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names))
+        num_classes=spec.num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
+        make_loader=make_loader, pipeline=f"train images {source}, {augmentation}")

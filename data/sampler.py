@@ -24,6 +24,13 @@ def sample_seed(epoch_seed: int, index: int) -> int:
     return (epoch_seed + index) % 2**63
 
 
+def batch_seed(seed: int, epoch: int, batch_index: int) -> int:
+    """The seed of the batched augmentation of train batch `batch_index` of `epoch` (counted
+    over the global batch, all ranks together), below 2**63."""
+    # The third word keeps these seeds apart from the (permutation, epoch) seeds of [seed, epoch].
+    return int(np.random.SeedSequence([seed, epoch, batch_index]).generate_state(1, np.uint64)[0]) & (2**63 - 1)
+
+
 def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
     """(permutation seed, epoch seed) for `epoch` of a run seeded with `seed`."""
     # Mixing (seed, epoch) through SeedSequence, not adding them, keeps seed 0 at epoch 1 from

@@ -244,12 +244,17 @@ def preview(monkeypatch):
     return module
 
 
+@pytest.mark.parametrize("recipe_text", [
+    "AUG:\n  ROTATION: 20\n  ERASE_PROB: 0.5\n  ERASE_VALUE: 128\n",  # per image, in the workers
+    "DATA:\n  CACHE: ram\nAUG:\n  ERASE_PROB: 0.5\n  ERASE_VALUE: 128\n",  # whole batches, on the device
+], ids=["per_image", "batched"])
 def test_preview_draws_8_images_beside_7_draws_exactly_as_the_loader_delivers_them(preview, cifar10, tmp_path,
-                                                                                   capsys):
+                                                                                   capsys, recipe_text):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("AUG:\n  ROTATION: 20\n  ERASE_PROB: 0.5\n  ERASE_VALUE: 128\n")
+    recipe.write_text(recipe_text)
     out = tmp_path / "preview"
-    assert preview.main(["--cfg", str(recipe), "--out", str(out), "--opts", *cifar_opts(cifar10.root)]) == 0
+    assert preview.main(["--cfg", str(recipe), "--out", str(out), "--opts", *cifar_opts(cifar10.root),
+                         "DATA.BATCH_SIZE", "64"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "augmentations.png")
     assert (out / "augmentations.png").is_file()
 

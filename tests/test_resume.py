@@ -155,10 +155,11 @@ def sigterm_at_batch(monkeypatch, epoch, batch):
     monkeypatch.setattr(main, "backward", backward)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers, mode", [(0, []), (2, []), (2, ["DATA.AUG_DEVICE", "device"]),
+                                           (0, ["DATA.CACHE", "ram"])])
 def test_sigterm_inside_an_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, monkeypatch, capsys,
-                                                                                  workers):
-    epochs = ["TRAIN.EPOCHS", "3"]
+                                                                                  workers, mode):
+    epochs = ["TRAIN.EPOCHS", "3", *mode]
     assert quickstart(tmp_path / "straight", *epochs, workers=workers) == 0
     sigterm_at_batch(monkeypatch, epoch=1, batch=9)
     capsys.readouterr()

@@ -16,6 +16,8 @@ RESUMABLE_KEYS = (
     "SAVE_FREQ", "PRINT_FREQ", "SAVE.CHECKPOINTS",  # bookkeeping only
     "DATA.NUM_WORKERS", "DATA.PIN_MEMORY", "DATA.PERSISTENT_WORKERS",  # augmentation is seeded per image
     "DATA.DATA_PATH",  # the same data, moved to another disk
+    "DATA.CACHE",  # the same batches, read from memory
+    "DATA.AUG_DEVICE",  # the same augmentations, drawn per batch instead of per image
     "DEVICE", "TRAIN.MIXED_PRECISION",  # another machine: a GPU without bf16 continues in fp16
     "TRAIN.CHANNELS_LAST", "TRAIN.COMPILE", "TRAIN.CUDNN_BENCHMARK",  # speed, not what is computed
     "TRAIN.MAX_NONFINITE",  # how patient the divergence guard is

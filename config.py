@@ -48,8 +48,9 @@ _C.DATA.NUM_WORKERS = -1
 _C.DATA.PERSISTENT_WORKERS = True
 # Where the train augmentation runs: cpu (per image, in the loader workers), device (on whole
 # uint8 batches on the training device, each image with its own random parameters) or auto
-# (device on a GPU, or with DATA.CACHE). Batched are the padded crop, the horizontal flip, colour
-# jitter with hue, and random erasing; with any other AUG step on, auto runs everything per image.
+# (device on a GPU, or with DATA.CACHE). Batched are the random-resized crop (bilinear), padded
+# crop, both flips, colour jitter with hue, grayscale and random erasing; with any other AUG step
+# on, auto runs everything per image.
 _C.DATA.AUG_DEVICE = "auto"
 # Hold each whole split in memory as uint8 and gather batches from it by index, with no loader
 # workers: none, ram (host memory) or device (the GPU's memory). Augments on the device.

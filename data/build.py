@@ -172,15 +172,18 @@ def build_eval_samplers(val_length: int, test_length: int, shuffle_val: bool, se
             ShardSampler(test_length, rank, world_size))
 
 
-def unbatched_aug_keys(aug) -> list[str]:
+def random_resized_crop_on(aug) -> bool:
+    return len(aug.RRC_SCALE) > 0 and max(aug.RRC_SCALE) > 0
+
+
+def unbatched_aug_keys(aug, interpolation: str) -> list[str]:
     """The AUG keys switched on in `aug` (the config's AUG node) that `BatchAugment` has no
-    batched form of: they run per image, in the loader workers."""
+    batched form of: they run per image, in the loader workers. Its random-resized crop
+    resamples bilinearly, so it counts as unbatched for another DATA.INTERPOLATION."""
     switched_on = {
-        "AUG.RRC_SCALE": len(aug.RRC_SCALE) > 0 and max(aug.RRC_SCALE) > 0,
-        "AUG.VFLIP_PROB": aug.VFLIP_PROB > 0,
+        "AUG.RRC_SCALE": random_resized_crop_on(aug) and interpolation != "bilinear",
         "AUG.ROTATION": aug.ROTATION > 0,
         "AUG.PERSPECTIVE_PROB": aug.PERSPECTIVE_PROB > 0,
-        "AUG.GRAYSCALE_PROB": aug.GRAYSCALE_PROB > 0,
         "AUG.BLUR_PROB": aug.BLUR_PROB > 0,
         "AUG.AUTO_AUGMENT": bool(aug.AUTO_AUGMENT),
         "AUG.RAND_AUGMENT": bool(aug.RAND_AUGMENT),
@@ -216,15 +219,16 @@ def augments_on_device(aug_device: str, cache: str, device: torch.device, unbatc
     return aug_device == "device" or (aug_device == "auto" and device.type == "cuda" and not unbatched)
 
 
-def cache_splits(datasets: dict[str, ImageDataset], img_size: int, mode: str,
+def cache_splits(datasets: dict[str, ImageDataset], sizes: dict[str, int], mode: str,
                  device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Each split of `datasets` as cached (images, labels) tensors: on `device` for DATA.CACHE
-    device, else in host memory. Refused in one line when they would not fit."""
+    """Each split of `datasets` as cached (images, labels) tensors with images of `sizes[split]`
+    px: on `device` for DATA.CACHE device, else in host memory. Refused in one line when they
+    would not fit."""
     where = device if mode == "device" else torch.device("cpu")
-    needed = sum(cached_bytes(dataset, img_size) for dataset in datasets.values())
+    needed = sum(cached_bytes(dataset, sizes[split]) for split, dataset in datasets.items())
     check_cache_fits(needed, available_bytes(where), mode, "the GPU" if where.type == "cuda" else "host memory")
     start = time.perf_counter()
-    cached = {split: cache_split(dataset, img_size, where) for split, dataset in datasets.items()}
+    cached = {split: cache_split(dataset, sizes[split], where) for split, dataset in datasets.items()}
     logger.info("DATA.CACHE %s: %s images (%.2f GiB) cached on %s in %.1f s", mode,
                 " + ".join(f"{len(dataset)} {split}" for split, dataset in datasets.items()), needed / 2**30,
                 where, time.perf_counter() - start)
@@ -255,13 +259,18 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         logger.warning("AUG.RAND_AUGMENT: %s not supported by torchvision's RandAugment; using only m and n",
                        "-".join(unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT)))
     aug = cfg.AUG
-    on_device = augments_on_device(cfg.DATA.AUG_DEVICE, cfg.DATA.CACHE, device, unbatched_aug_keys(aug))
+    on_device = augments_on_device(cfg.DATA.AUG_DEVICE, cfg.DATA.CACHE, device,
+                                   unbatched_aug_keys(aug, cfg.DATA.INTERPOLATION))
+    # What the workers (or the cache) hand on when augmenting on the device: the images resized
+    # to IMG_SIZE, or as stored when the random-resized crop, which resizes, runs there too.
+    train_input_size = stored_size if on_device and random_resized_crop_on(aug) else img_size
     if on_device:
-        # The workers (or the cache) only resize; every random step runs on the device.
-        train_transform = build_train_transform(img_size, stored_size, 0, 0.0, 0.0, "", cfg.DATA.INTERPOLATION)
+        train_transform = (build_train_transform(img_size, stored_size, 0, 0.0, 0.0, "", cfg.DATA.INTERPOLATION)
+                           if train_input_size == img_size else None)
         batch_augment = BatchAugment(img_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.COLOR_JITTER,
                                      aug.COLOR_JITTER, aug.COLOR_JITTER_HUE, aug.ERASE_PROB, aug.ERASE_SCALE,
-                                     aug.ERASE_VALUE)
+                                     aug.ERASE_VALUE, input_size=train_input_size, rrc_scale=aug.RRC_SCALE,
+                                     vflip_prob=aug.VFLIP_PROB, grayscale_prob=aug.GRAYSCALE_PROB)
         if batch_augment.is_identity:
             batch_augment = None
     else:
@@ -293,7 +302,8 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
 
     datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset}
     cache = cfg.DATA.CACHE
-    cached = cache_splits(datasets, img_size, cache, device) if cache != "none" else {}
+    sizes = {"train": train_input_size, "val": img_size, "test": img_size}
+    cached = cache_splits(datasets, sizes, cache, device) if cache != "none" else {}
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
     pin_memory = cfg.DATA.PIN_MEMORY and device.type == "cuda"
 

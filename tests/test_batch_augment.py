@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from data.batch_augment import BRIGHTNESS, CONTRAST, HUE, SATURATION, BatchAugment
@@ -160,3 +161,99 @@ def test_colour_jitter_is_within_one_level_of_the_v2_functional_ops_on_the_same_
     params = augment.sample_params(64, torch.Generator().manual_seed(0))
     difference = augment.apply(images, params).int() - per_image_reference(images, params, 0, 0).int()
     assert difference.abs().max() <= 1
+
+
+# --- vertical flip, grayscale and the random-resized crop -----------------------------------------
+
+def augment_copies_with(path: str, image: torch.Tensor, output_size: int | None = None, samples: int | None = None,
+                        **settings) -> torch.Tensor:
+    """Like `augment_copies`, for the steps passed by their BatchAugment keyword: vflip_prob,
+    grayscale_prob, rrc_scale (then `output_size` may differ from the image's)."""
+    size = image.shape[-1]
+    output_size = output_size or size
+    if path == "batch":
+        augment = BatchAugment(output_size, input_size=size, **settings)
+        count = samples or BATCH_SAMPLES
+        return augment(image.expand(count, -1, -1, -1).contiguous(), torch.Generator().manual_seed(0))
+    transform = build_train_transform(output_size, size, 0, 0.0, 0.0, "", "bilinear", **settings)
+    torch.manual_seed(0)
+    return torch.stack([transform(image) for _ in range(samples or PER_IMAGE_SAMPLES)])
+
+
+@pytest.mark.parametrize("path", ["batch", "per_image"])
+def test_vertical_flip_rate_is_its_probability(path):
+    image = position_coded_image(8)
+    out = augment_copies_with(path, image, vflip_prob=0.3)
+    flipped = out[:, 0, 0, 0] == image[0, -1, 0]
+    assert torch.equal(out[flipped][0], image.flip(-2))
+    assert abs(flipped.float().mean().item() - 0.3) < 4 * standard_error(0.3, len(out))
+
+
+@pytest.mark.parametrize("path", ["batch", "per_image"])
+def test_grayscale_rate_is_its_probability_and_gives_torchvisions_luma(path):
+    image = torch.stack([torch.full((4, 4), level, dtype=torch.uint8) for level in (200, 50, 10)])
+    out = augment_copies_with(path, image, grayscale_prob=0.2)
+    gray = (out[:, 0] == out[:, 1]).all(dim=(1, 2))
+    assert abs(gray.float().mean().item() - 0.2) < 4 * standard_error(0.2, len(out))
+    assert torch.equal(out[gray][0], F.rgb_to_grayscale(image, num_output_channels=3))
+
+
+def ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two ECDFs."""
+    values = torch.cat([a, b]).sort().values
+    ecdf = [torch.searchsorted(x.sort().values, values, right=True).double() / len(x) for x in (a, b)]
+    return float((ecdf[0] - ecdf[1]).abs().max())
+
+
+def test_random_resized_crop_boxes_follow_the_v2_distribution_of_area_and_aspect_ratio():
+    size, per_image = 96, 4000
+    params = BatchAugment(32, input_size=size, rrc_scale=(0.08, 1.0)).sample_params(
+        BATCH_SAMPLES, torch.Generator().manual_seed(0))
+    batch_area = (params.crop_height * params.crop_width).double() / size**2
+    batch_ratio = (params.crop_width.double() / params.crop_height).log()
+    torch.manual_seed(0)
+    reference = v2.RandomResizedCrop(32, scale=(0.08, 1.0))
+    boxes = [reference.make_params([torch.zeros(3, size, size)]) for _ in range(per_image)]
+    v2_area = torch.tensor([box["height"] * box["width"] for box in boxes], dtype=torch.float64) / size**2
+    v2_ratio = torch.tensor([box["width"] / box["height"] for box in boxes], dtype=torch.float64).log()
+    # KS at p = 0.001 for these sample sizes.
+    threshold = 1.95 * math.sqrt((BATCH_SAMPLES + per_image) / (BATCH_SAMPLES * per_image))
+    assert ks_statistic(batch_area, v2_area) < threshold
+    assert ks_statistic(batch_ratio, v2_ratio) < threshold
+    assert 0.075 < batch_area.min() and batch_area.max() <= 1.0
+    assert ((params.crop_top + params.crop_height) <= size).all() and ((params.crop_left + params.crop_width) <= size).all()
+    # Where the box fits, every position is possible: the tops of full-height boxes are 0, the others spread.
+    assert params.crop_top.unique().numel() > size // 2
+
+
+@pytest.mark.parametrize("input_size, output_size", [(40, 16), (12, 16), (16, 16)])
+def test_random_resized_crop_is_within_one_level_of_v2_resized_crop_on_the_same_boxes(input_size, output_size):
+    augment = BatchAugment(output_size, input_size=input_size, rrc_scale=(0.08, 1.0))
+    images = torch.randint(0, 256, (64, 3, input_size, input_size), dtype=torch.uint8)
+    params = augment.sample_params(64, torch.Generator().manual_seed(0))
+    reference = torch.stack([F.resized_crop(image, int(params.crop_top[i]), int(params.crop_left[i]),
+                                            int(params.crop_height[i]), int(params.crop_width[i]),
+                                            [output_size, output_size], antialias=True)
+                             for i, image in enumerate(images)])
+    out = augment.apply(images, params)
+    assert out.shape == (64, 3, output_size, output_size)
+    assert (out.int() - reference.int()).abs().max() <= 1
+
+
+def test_vertical_flip_and_grayscale_equal_the_v2_functional_ops_on_the_same_parameters():
+    augment = BatchAugment(12, crop_padding=2, hflip_prob=0.5, vflip_prob=0.5, grayscale_prob=0.5)
+    images = torch.randint(0, 256, (64, 3, 12, 12), dtype=torch.uint8)
+    params = augment.sample_params(64, torch.Generator().manual_seed(0))
+    assert params.vflip.any() and params.gray.any() and not params.gray.all()
+    reference = []
+    for i, image in enumerate(images):
+        image = F.crop(F.pad(image, [2] * 4), int(params.top[i]), int(params.left[i]), 12, 12)
+        image = F.horizontal_flip(image) if params.flip[i] else image
+        image = F.vertical_flip(image) if params.vflip[i] else image
+        reference.append(F.rgb_to_grayscale(image, num_output_channels=3) if params.gray[i] else image)
+    assert torch.equal(augment.apply(images, params), torch.stack(reference))
+
+
+def test_an_input_of_another_size_needs_the_random_resized_crop():
+    with pytest.raises(ValueError, match="96 px input for 32 px output needs the random-resized crop"):
+        BatchAugment(32, input_size=96)

@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(REPO, "configs/quickstart.yaml")
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")  # only its type is read: no GPU needed
-# Every step BatchAugment has, on.
+# The steps of the CIFAR recipes, all of which BatchAugment has.
 BATCHED_AUG = ["AUG.CROP_PADDING", "4", "AUG.HFLIP_PROB", "0.5", "AUG.COLOR_JITTER", "0.4",
                "AUG.COLOR_JITTER_HUE", "0.1", "AUG.ERASE_PROB", "0.5"]
 # The three ways to get batches augmented on the device, which must give the same batches.
@@ -93,9 +93,13 @@ def test_impossible_placements_are_one_line(aug_device, cache, unbatched, messag
 
 
 def test_unbatched_keys_are_the_steps_switched_on_that_batch_augment_lacks():
-    assert unbatched_aug_keys(cfg_with(*BATCHED_AUG).AUG) == []
-    aug = cfg_with("AUG.ROTATION", "10", "AUG.RRC_SCALE", "(0.08, 1.0)", "AUG.AUGMIX", "3").AUG
-    assert unbatched_aug_keys(aug) == ["AUG.RRC_SCALE", "AUG.ROTATION", "AUG.AUGMIX"]
+    batched = cfg_with(*BATCHED_AUG, "AUG.RRC_SCALE", "(0.08, 1.0)", "AUG.VFLIP_PROB", "0.5",
+                       "AUG.GRAYSCALE_PROB", "0.2").AUG
+    assert unbatched_aug_keys(batched, "bilinear") == []
+    # The batched random-resized crop resamples bilinearly only.
+    assert unbatched_aug_keys(batched, "bicubic") == ["AUG.RRC_SCALE"]
+    aug = cfg_with("AUG.ROTATION", "10", "AUG.BLUR_PROB", "0.5", "AUG.AUGMIX", "3").AUG
+    assert unbatched_aug_keys(aug, "bilinear") == ["AUG.ROTATION", "AUG.BLUR_PROB", "AUG.AUGMIX"]
 
 
 def test_the_config_refuses_an_unknown_mode_in_one_line():
@@ -194,6 +198,19 @@ def test_medium_imagenet_is_cached_resized_to_img_size(medium_imagenet):
     assert_same_batches(list(cached.val_loader), list(through_workers.val_loader))
     test_images, test_labels = next(iter(cached.test_loader))
     assert test_images.shape == (4, 3, 16, 16) and test_labels.tolist() == [-1] * 4
+
+
+def test_the_random_resized_crop_runs_on_the_device_from_the_images_as_stored(medium_imagenet):
+    opts = ["DATA.DATASET", "medium_imagenet", "DATA.DATA_PATH", str(medium_imagenet.path), "DATA.IMG_SIZE", "12",
+            "DATA.BATCH_SIZE", "4", "AUG.RRC_SCALE", "(0.3, 1.0)", "AUG.VFLIP_PROB", "0.5", "AUG.GRAYSCALE_PROB", "0.5"]
+    through_workers = build_loader(cfg_with(*opts, "DATA.AUG_DEVICE", "device"))
+    cached = build_loader(cfg_with(*opts, "DATA.CACHE", "ram"))
+    assert through_workers.train_dataset.transform is None  # the workers hand on the 16 px images as stored
+    assert cached.train_loader.batches.images.shape[1:] == (3, 16, 16)
+    assert cached.val_loader.images.shape[1:] == (3, 12, 12)
+    batches = epoch_batches(cached.train_loader, 1)
+    assert all(images.shape[1:] == (3, 12, 12) for images, _ in batches)
+    assert_same_batches(batches, epoch_batches(through_workers.train_loader, 1))
 
 
 # --- training ---------------------------------------------------------------------------------

@@ -29,13 +29,17 @@ _C.DATA = CN()
 # Images per batch, for training and for evaluation.
 _C.DATA.BATCH_SIZE = 128
 # Where the data set lives: a folder for cifar10/cifar100, the .hdf5 file or its folder for
-# medium_imagenet; not read for digits, which ships with scikit-learn.
+# medium_imagenet, the folder holding train/<class>/ for imagefolder, the folder of the CSV and
+# the image folders for csv; not read for digits, which ships with scikit-learn.
 _C.DATA.DATA_PATH = "datasets"
-# Data set name: digits, cifar10, cifar100 or medium_imagenet.
+# Data set name: digits, cifar10, cifar100, medium_imagenet, imagefolder (class folders of JPEG,
+# PNG or WEBP files) or csv (a CSV of ids and labels beside a folder of images).
 _C.DATA.DATASET = "digits"
 # Side of the square image the model sees, in pixels (images are resized when it differs).
 _C.DATA.IMG_SIZE = 32
-# Resolution of the MediumImageNet file to pick when DATA_PATH is a folder: 96 or 224.
+# Resolution of the MediumImageNet file to pick when DATA_PATH is a folder: 96 or 224. For
+# imagefolder, the side images are decoded to when AUG.RRC_SCALE crops from them and it is larger
+# than IMG_SIZE (else they are decoded to IMG_SIZE).
 _C.DATA.STORED_SIZE = 96
 # Resampling used when resizing: nearest, bilinear or bicubic. Rotation, perspective and the
 # augmentation policies, which torch cannot warp bicubically, use bilinear for bicubic.
@@ -57,6 +61,25 @@ _C.DATA.AUG_DEVICE = "auto"
 _C.DATA.CACHE = "none"
 # Download cifar10/cifar100 into DATA_PATH when the files are missing.
 _C.DATA.DOWNLOAD = False
+# DATA.DATASET csv (Kaggle's layout), paths relative to DATA_PATH. The CSV of ids and labels:
+_C.DATA.TRAIN_CSV = "train.csv"
+# Its column of image ids.
+_C.DATA.CSV_ID = "id"
+# Its column of labels (any text, or numbers); the classes are the distinct labels, sorted.
+_C.DATA.CSV_LABEL = "label"
+# The folder of the train images.
+_C.DATA.IMAGE_DIR = "train"
+# The ending added to an id to name its file, e.g. .jpg ("" when the ids already end in one).
+_C.DATA.IMAGE_EXT = ""
+# The images to predict (csv): every image in TEST_DIR, in sorted order, unless TEST_CSV is set.
+_C.DATA.TEST_DIR = "test"
+# A CSV (e.g. sample_submission.csv) whose CSV_ID column lists the test ids, in its order,
+# looked up in TEST_DIR; "" for none.
+_C.DATA.TEST_CSV = ""
+# For data read from image files (imagefolder, csv): decode every file once when the data set
+# opens and leave out the train and val images that cannot be read, listing them in the log;
+# False stops the run at the first such file, naming it.
+_C.DATA.SKIP_BAD_IMAGES = False
 # Fraction of the train split held out as val (chosen from SEED); 0 validates on the test split.
 _C.DATA.VAL_SPLIT = 0.0
 # Train on part of the train split, chosen from SEED: a fraction in (0, 1), or a count of images
@@ -296,6 +319,11 @@ _C.TEST.TTA_VAL = False
 _C.SUBMISSION = CN()
 # Header line of submission.csv: the id column, then the predicted-class column.
 _C.SUBMISSION.HEADER = "Id,Category"
+# The id of each row: index (0-based row number of the test split) or file (the test image's
+# file name without its ending, or its id in DATA.TEST_CSV; for imagefolder and csv data).
+_C.SUBMISSION.ID = "index"
+# The predicted class as its index, or as its name (the class folder, or the label in the CSV).
+_C.SUBMISSION.LABELS = "index"
 
 # -----------------------------------------------------------------------------
 # Weights & Biases
@@ -533,6 +561,8 @@ def _choices() -> dict[str, Sequence[str]]:
         "WANDB.MODE": ("online", "offline", "disabled"),
         "SAVE.CHECKPOINTS": ("best_and_last", "best", "last", "none"),
         "TEST.TTA": TTA_MODES,
+        "SUBMISSION.ID": ("index", "file"),
+        "SUBMISSION.LABELS": ("index", "name"),
     }
 
 
@@ -551,7 +581,9 @@ def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
         (0.0 <= cfg.DATA.VAL_SPLIT < 1.0, "DATA.VAL_SPLIT must be in [0, 1)"),
         (subset == 0 or 0 < subset < 1 or (subset >= 1 and subset.is_integer()),
          f"DATA.TRAIN_SUBSET must be a fraction in (0, 1), a whole number of images, or 0 for all; got {subset}"),
-        (cfg.DATA.STORED_SIZE in (96, 224), "DATA.STORED_SIZE must be 96 or 224"),
+        (cfg.DATA.STORED_SIZE in (96, 224) or cfg.DATA.DATASET.lower() != "medium_imagenet",
+         "DATA.STORED_SIZE must be 96 or 224, the sizes MediumImageNet comes in"),
+        (cfg.DATA.STORED_SIZE >= 8, "DATA.STORED_SIZE must be at least 8 pixels"),
         (cfg.MODEL.WIDTH_MULT > 0, "MODEL.WIDTH_MULT must be positive"),
         (cfg.MODEL.DROP_RATE == -1.0 or 0.0 <= cfg.MODEL.DROP_RATE < 1.0,
          "MODEL.DROP_RATE must be in [0, 1), or -1 for the model's default"),

@@ -10,6 +10,7 @@ size until out of memory), `--lr-find` (LR range test) and `--list-models`.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -211,6 +212,9 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
                         f"nothing); raise DATA.IMG_SIZE, or try MODEL.STEM cifar if the model has that stem")
     optimizer = build_optimizer(cfg, model)
     loaders = build_loader(cfg, world.rank, world.size, device)
+    if cfg.SUBMISSION.ID == "file" and loaders.test_ids is None:
+        raise UserError(f"SUBMISSION.ID file names each row by its test image's file, but the test images of "
+                        f"DATA.DATASET {cfg.DATA.DATASET} are not files; use SUBMISSION.ID index")
     setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE,
                                cfg.TRAIN.CUDNN_BENCHMARK)
     wrappers = []
@@ -410,6 +414,20 @@ def report_on_val(parts: TrainingParts, out_dir: str | None) -> tuple[dict, dict
     return metrics, paths
 
 
+def submission_columns(cfg, loaders: Loaders) -> dict:
+    """write_submission's `ids` and `class_names`, as SUBMISSION.ID and SUBMISSION.LABELS ask."""
+    return {"ids": loaders.test_ids if cfg.SUBMISSION.ID == "file" else None,
+            "class_names": loaders.class_names if cfg.SUBMISSION.LABELS == "name" else None}
+
+
+def write_class_names(run_dir: str, class_names: list[str]) -> None:
+    """classes.json: the class names in label order, so that a label index can be read back."""
+    tmp_path = os.path.join(run_dir, f"classes.json.tmp-{os.getpid()}")
+    with open(tmp_path, "w", encoding="utf-8") as f:
+        json.dump(class_names, f, ensure_ascii=False, indent=0)
+    os.replace(tmp_path, os.path.join(run_dir, "classes.json"))
+
+
 def load_model_weights(model: nn.Module, checkpoint: dict, path: str, cfg, best_scoring: bool = False) -> str:
     """Load the checkpoint's weights into `model`, built from `cfg`; a misfit names both sides.
 
@@ -474,6 +492,14 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
     cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
     cfg.freeze()
     parts = build_training_parts(cfg, resolve_device(cfg.DEVICE))
+    trained_classes = checkpoint.get("class_names")
+    if trained_classes is not None and trained_classes != parts.loaders.class_names:
+        def listed(names: list[str]) -> str:
+            return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+        raise UserError(f"{path} was trained on the classes {listed(trained_classes)} but {cfg.DATA.DATA_PATH} "
+                        f"holds {listed(parts.loaders.class_names)}; point DATA.DATA_PATH at the data the "
+                        f"checkpoint was trained on")
     weights = load_model_weights(parts.model, checkpoint, path, cfg, best_scoring=True)
     if weights != "model":
         logger.info("using the checkpoint's %s weights, which scored best on val", WEIGHT_LABELS[weights])
@@ -487,7 +513,8 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
     if write_predictions:
         predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup,
                               tta=parts.tta)
-        write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
+        write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
+                         **submission_columns(cfg, parts.loaders))
         logger.info("%d test predictions of %s written%s", len(predictions), path, with_tta)
     log_outputs(logger, out_dir)
 
@@ -767,7 +794,7 @@ def training_state(cfg, parts: TrainingParts, scheduler, swa: StochasticWeightAv
             "config": cfg.dump(), "rng": capture_rng_state(), "wandb_id": wandb_id,
             "progress": asdict(progress) if progress else None, **best.checkpoint_fields(),
             "ema": parts.ema.state_dict() if parts.ema is not None else None,
-            "swa": swa.state_dict() if swa is not None else None}
+            "swa": swa.state_dict() if swa is not None else None, "class_names": parts.loaders.class_names}
 
 
 def begin_epoch(parts: TrainingParts, swa: StochasticWeightAveraging | None, epoch: int, first_sample: int) -> bool:
@@ -803,6 +830,10 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
     if plan.checkpoint is not None:
         load_model_weights(parts.model, plan.checkpoint, plan.resume_path, cfg)
     logger = open_run_dir(cfg, run_dir, device) if world.is_main else create_logger(None, quiet=True)
+    if world.is_main:
+        write_class_names(run_dir, parts.loaders.class_names)
+    for note in parts.loaders.notes:
+        logger.warning(note)
     for note in plan.notes:
         logger.info(note)
     loop, steps_per_epoch = loop_settings(cfg, len(parts.loaders.train_loader))
@@ -896,7 +927,8 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbR
         return
     wandb_run.log_val_report(image_paths, metrics["predictions"].targets, metrics["predictions"].predicted,
                              parts.loaders.class_names)
-    write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER)
+    write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
+                     **submission_columns(cfg, parts.loaders))
     wandb_run.finish()
     best = f"{best_acc1:.2f}%" if best_acc1 is not None else "none (no epoch trained)"
     tta = f", with TTA {parts.tta}" if parts.tta != "none" else ""

@@ -7,20 +7,21 @@ import multiprocessing
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+from torchvision.transforms.v2 import InterpolationMode
 
-from data import cifar, digits, medium_imagenet
+from data import cifar, csv_labels, digits, image_folder, medium_imagenet
 from data.batch_augment import BatchAugment
 from data.cache import CachedLoader, available_bytes, cache_split, cached_bytes, check_cache_fits
 from data.dataset import ArrayStore, ImageDataset, ImageStore
 from data.device_loader import DeviceLoader
 from data.sampler import EpochShuffleSampler, ShardSampler
-from data.transforms import build_eval_transform, build_train_transform, unused_rand_augment_fields
+from data.transforms import INTERPOLATIONS, build_eval_transform, build_train_transform, unused_rand_augment_fields
 from utils.choices import resolve_choice
 from utils.errors import UserError
 
@@ -34,17 +35,32 @@ Splits = dict[str, tuple[ImageStore, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
+class DataSource:
+    """Where and how to open a data set: the DATA keys its loader needs."""
+    data_path: str
+    stored_size: int  # the MediumImageNet file's resolution
+    img_size: int
+    download: bool
+    decode_size: int  # side of the square that images decoded from files are stored at
+    interpolation: InterpolationMode
+    csv: csv_labels.CsvLayout  # the csv data set's files and columns
+    skip_bad_images: bool
+    threads: int  # for decoding every image once, when skip_bad_images checks them
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
-    num_classes: int
+    num_classes: int | None  # None: as many as the data hold (`count_classes`)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    # (data_path, stored_size, img_size, download) ->
-    #     ({"train", "test"[, "val"]: (store, labels)}, class names)
-    load: Callable[[str, int, int, bool], tuple[Splits, list[str]]]
+    # DataSource -> ({"train", "test"[, "val"]: (store, labels)}, class names)
+    load: Callable[[DataSource], tuple[Splits, list[str]]]
+    # the number of classes, read from the data, for specs without a fixed number
+    count_classes: Callable[[DataSource], int] | None = None
 
 
-def _load_digits(data_path: str, stored_size: int, img_size: int, download: bool) -> tuple[Splits, list[str]]:
-    images, labels = digits.load_digits_arrays(img_size)
+def _load_digits(source: DataSource) -> tuple[Splits, list[str]]:
+    images, labels = digits.load_digits_arrays(source.img_size)
     order = np.random.default_rng(0).permutation(len(images))
     num_test = int(round(len(images) * DIGITS_TEST_FRACTION))
     test, train = np.sort(order[:num_test]), np.sort(order[num_test:])
@@ -52,17 +68,36 @@ def _load_digits(data_path: str, stored_size: int, img_size: int, download: bool
     return splits, digits.CLASS_NAMES
 
 
-def _cifar_loader(name: str) -> Callable[[str, int, int, bool], tuple[Splits, list[str]]]:
-    def load(data_path: str, stored_size: int, img_size: int, download: bool) -> tuple[Splits, list[str]]:
-        arrays, class_names = cifar.load_cifar_arrays(name, data_path, download)
+def _cifar_loader(name: str) -> Callable[[DataSource], tuple[Splits, list[str]]]:
+    def load(source: DataSource) -> tuple[Splits, list[str]]:
+        arrays, class_names = cifar.load_cifar_arrays(name, source.data_path, source.download)
         return {split: (ArrayStore(images), labels) for split, (images, labels) in arrays.items()}, class_names
     return load
 
 
-def _load_medium_imagenet(data_path: str, stored_size: int, img_size: int,
-                          download: bool) -> tuple[Splits, list[str]]:
-    path = medium_imagenet.resolve_hdf5_path(data_path, stored_size)
+def _load_medium_imagenet(source: DataSource) -> tuple[Splits, list[str]]:
+    path = medium_imagenet.resolve_hdf5_path(source.data_path, source.stored_size)
     return medium_imagenet.open_medium_imagenet(path), medium_imagenet.read_class_names(path)
+
+
+def _count_medium_imagenet_classes(source: DataSource) -> int:
+    """As many classes as the file names, or MediumImageNet's 200: also when the file is not
+    there, so that a model can be built without the data (its loader then says what is missing)."""
+    try:
+        path = medium_imagenet.resolve_hdf5_path(source.data_path, source.stored_size)
+    except UserError:
+        return medium_imagenet.NUM_CLASSES
+    return len(medium_imagenet.read_class_names(path))
+
+
+def _load_image_folder(source: DataSource) -> tuple[Splits, list[str]]:
+    return image_folder.load_image_folder(source.data_path, source.decode_size, source.interpolation,
+                                          source.skip_bad_images, source.threads)
+
+
+def _load_csv(source: DataSource) -> tuple[Splits, list[str]]:
+    return csv_labels.load_csv_dataset(source.csv, source.decode_size, source.interpolation, source.skip_bad_images,
+                                       source.threads)
 
 
 DATASETS = {
@@ -71,14 +106,37 @@ DATASETS = {
                            _cifar_loader("cifar10")),
     "cifar100": DatasetSpec(100, cifar.CIFAR_VARIANTS["cifar100"].mean, cifar.CIFAR_VARIANTS["cifar100"].std,
                             _cifar_loader("cifar100")),
-    "medium_imagenet": DatasetSpec(medium_imagenet.NUM_CLASSES, medium_imagenet.MEAN, medium_imagenet.STD,
-                                   _load_medium_imagenet),
+    "medium_imagenet": DatasetSpec(None, medium_imagenet.MEAN, medium_imagenet.STD, _load_medium_imagenet,
+                                   count_classes=_count_medium_imagenet_classes),
+    "imagefolder": DatasetSpec(None, image_folder.MEAN, image_folder.STD, _load_image_folder,
+                               count_classes=lambda source: len(image_folder.class_names(source.data_path))),
+    "csv": DatasetSpec(None, image_folder.MEAN, image_folder.STD, _load_csv,
+                       count_classes=lambda source: csv_labels.count_classes(source.csv)),
 }
+
+
+def data_source(cfg) -> DataSource:
+    """The DATA keys that say where DATA.DATASET is and how to open it."""
+    data = cfg.DATA
+    # Decoded images are stored at the model's size, or at DATA.STORED_SIZE when larger and the
+    # random-resized crop has more pixels to crop from.
+    decode_size = max(data.IMG_SIZE, data.STORED_SIZE) if random_resized_crop_on(cfg.AUG) else data.IMG_SIZE
+    layout = csv_labels.CsvLayout.under(data.DATA_PATH, data.TRAIN_CSV, data.IMAGE_DIR, data.TEST_CSV, data.TEST_DIR,
+                                        data.CSV_ID, data.CSV_LABEL, data.IMAGE_EXT)
+    return DataSource(data.DATA_PATH, data.STORED_SIZE, data.IMG_SIZE, data.DOWNLOAD, decode_size,
+                      INTERPOLATIONS[data.INTERPOLATION], layout, data.SKIP_BAD_IMAGES,
+                      resolve_num_workers(-1))
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     """The DatasetSpec registered under `name` (in any case), or UserError suggesting the closest name."""
     return DATASETS[resolve_choice("DATA.DATASET", name, DATASETS)]
+
+
+def dataset_num_classes(cfg) -> int:
+    """How many classes DATA.DATASET has: fixed, or counted in the data at DATA.DATA_PATH."""
+    spec = get_dataset_spec(cfg.DATA.DATASET)
+    return spec.num_classes if spec.num_classes is not None else spec.count_classes(data_source(cfg))
 
 
 @dataclass
@@ -99,6 +157,19 @@ class Loaders:
     class_names: list[str]
     make_loader: Callable[[str, Sampler, int], Iterable]
     pipeline: str = ""  # for the log: where train images come from and where they are augmented
+    test_ids: list[str] | None = None  # the test images' file ids, for data sets read from files
+    notes: list[str] = field(default_factory=list)  # warnings for the run's log (images left out)
+
+
+def left_out_notes(splits: Splits) -> list[str]:
+    """One warning per split whose store left out files it could not decode, listing them."""
+    notes = []
+    for split, (store, _) in splits.items():
+        left_out = getattr(store, "left_out", [])
+        if left_out:
+            listing = "".join(f"\n  {path}: {reason}" for path, reason in left_out)
+            notes.append(f"DATA.SKIP_BAD_IMAGES: left out {len(left_out)} {split} images that cannot be read:{listing}")
+    return notes
 
 
 def split_train_val(num_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -250,8 +321,9 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     """
     device = device or torch.device("cpu")
     spec = get_dataset_spec(cfg.DATA.DATASET)
-    splits, class_names = spec.load(cfg.DATA.DATA_PATH, cfg.DATA.STORED_SIZE, cfg.DATA.IMG_SIZE, cfg.DATA.DOWNLOAD)
     img_size = cfg.DATA.IMG_SIZE
+    splits, class_names = spec.load(data_source(cfg))
+    num_classes = len(class_names) if spec.num_classes is None else spec.num_classes
     train_store, train_labels = splits["train"]
     stored_size = train_store.image_size
 
@@ -296,9 +368,9 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     if val_labels is None:
         raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
 
-    train_dataset = ImageDataset(train_store, train_labels, spec.num_classes, train_indices, train_transform)
-    val_dataset = ImageDataset(val_store, val_labels, spec.num_classes, val_indices, eval_transform)
-    test_dataset = ImageDataset(test_store, test_labels, spec.num_classes, None, eval_transform)
+    train_dataset = ImageDataset(train_store, train_labels, num_classes, train_indices, train_transform)
+    val_dataset = ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transform)
+    test_dataset = ImageDataset(test_store, test_labels, num_classes, None, eval_transform)
 
     datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset}
     cache = cfg.DATA.CACHE
@@ -339,5 +411,6 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         val_loader=make_loader("val", val_sampler),
         test_loader=make_loader("test", test_sampler),
         train_dataset=train_dataset, val_dataset=val_dataset, test_dataset=test_dataset,
-        num_classes=spec.num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
-        make_loader=make_loader, pipeline=f"train images {source}, {augmentation}")
+        num_classes=num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
+        make_loader=make_loader, pipeline=f"train images {source}, {augmentation}",
+        test_ids=getattr(test_store, "ids", None), notes=left_out_notes(splits))

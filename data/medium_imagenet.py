@@ -1,4 +1,5 @@
-"""MediumImageNet: 200 classes in one HDF5 file, at 96 px or 224 px.
+"""MediumImageNet: 200 classes in one HDF5 file, at 96 px or 224 px (or any data set that
+scripts/to_hdf5.py converted into its layout).
 
 Layout: `images-{train,val,test}` uint8, channels-first (N, 3, S, S) or channels-last (N, S, S, 3),
 and `labels-{train,val}`; the test split has no labels. The file is opened lazily in each
@@ -13,12 +14,15 @@ import numpy as np
 
 from utils.errors import UserError
 
+# Classes of MediumImageNet; a file with `class-names` (scripts/to_hdf5.py writes them) has as many as it names.
 NUM_CLASSES = 200
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
 # Datasets that may hold the 200 class names as strings, in label order; the first one found is used.
 CLASS_NAME_KEYS = ("class-names", "label-names", "classes")
+# The test images' ids for SUBMISSION.ID file, when the file holds them (scripts/to_hdf5.py).
+TEST_IDS_KEY = "ids-test"
 FILE_NAMES = ("medium-imagenet-nmep-{size}.hdf5", "medium-imagenet-{size}.hdf5")
 
 
@@ -41,8 +45,11 @@ def resolve_hdf5_path(data_path: str, stored_size: int) -> str:
 class HDF5Images:
     """The images of one split of the HDF5 file, read in sorted batches as (B, 3, S, S) uint8."""
 
-    def __init__(self, path: str, split: str, length: int, image_size: int, channels_last: bool):
+    def __init__(self, path: str, split: str, length: int, image_size: int, channels_last: bool,
+                 ids: list[str] | None = None):
         self.path = path
+        if ids is not None:
+            self.ids = ids  # only where the file names the images, for SUBMISSION.ID file
         self.key = f"images-{split}"
         self.length = length
         self.image_size = image_size
@@ -88,6 +95,7 @@ def open_medium_imagenet(path: str) -> dict[str, tuple[HDF5Images, np.ndarray | 
     except OSError as e:
         raise UserError(f"cannot read MediumImageNet file {path} ({e}); is it a complete HDF5 file?") from None
     with file:
+        num_classes = len(_stored_class_names(file, path) or range(NUM_CLASSES))
         splits = {}
         for split in SPLITS:
             key = f"images-{split}"
@@ -98,25 +106,40 @@ def open_medium_imagenet(path: str) -> dict[str, tuple[HDF5Images, np.ndarray | 
             channels_last = _check_image_shape(path, key, images.shape, images.dtype)
             labels = None
             if split != "test":
-                labels = _read_labels(file, path, split, len(images))
+                labels = _read_labels(file, path, split, len(images), num_classes)
             size = images.shape[2] if channels_last else images.shape[3]
-            splits[split] = HDF5Images(path, split, len(images), size, channels_last), labels
+            ids = _strings(file[TEST_IDS_KEY]) if split == "test" and TEST_IDS_KEY in file else None
+            if ids is not None and len(ids) != len(images):
+                raise UserError(f"{path}: '{TEST_IDS_KEY}' has {len(ids)} ids for {len(images)} test images")
+            splits[split] = HDF5Images(path, split, len(images), size, channels_last, ids), labels
     return splits
 
 
 def read_class_names(path: str) -> list[str]:
-    """The class names stored in the file (see CLASS_NAME_KEYS), or the class indices as text."""
+    """The class names stored in the file (see CLASS_NAME_KEYS), or MediumImageNet's 200 class
+    indices as text."""
     import h5py
 
-    with h5py.File(path, "r") as file:
-        for key in CLASS_NAME_KEYS:
-            if key in file:
-                names = [name.decode("utf-8") if isinstance(name, bytes) else str(name)
-                         for name in np.asarray(file[key][:]).reshape(-1)]
-                if len(names) != NUM_CLASSES:
-                    raise UserError(f"{path}: '{key}' holds {len(names)} names for {NUM_CLASSES} classes")
-                return names
-    return [str(index) for index in range(NUM_CLASSES)]
+    try:
+        with h5py.File(path, "r") as file:
+            return _stored_class_names(file, path) or [str(index) for index in range(NUM_CLASSES)]
+    except OSError as e:
+        raise UserError(f"cannot read MediumImageNet file {path} ({e}); is it a complete HDF5 file?") from None
+
+
+def _stored_class_names(file, path: str) -> list[str] | None:
+    for key in CLASS_NAME_KEYS:
+        if key in file:
+            names = _strings(file[key])
+            if not names:
+                raise UserError(f"{path}: '{key}' holds no class names")
+            return names
+    return None
+
+
+def _strings(dataset) -> list[str]:
+    return [text.decode("utf-8") if isinstance(text, bytes) else str(text)
+            for text in np.asarray(dataset[:]).reshape(-1)]
 
 
 def _check_image_shape(path: str, key: str, shape: tuple, dtype: np.dtype) -> bool:
@@ -130,13 +153,13 @@ def _check_image_shape(path: str, key: str, shape: tuple, dtype: np.dtype) -> bo
     raise UserError(f"{path}: '{key}' has shape {tuple(shape)}, expected (N, 3, S, S) or (N, S, S, 3)")
 
 
-def _read_labels(file, path: str, split: str, num_images: int) -> np.ndarray:
+def _read_labels(file, path: str, split: str, num_images: int, num_classes: int) -> np.ndarray:
     key = f"labels-{split}"
     if key not in file:
         raise UserError(f"{path} has no dataset '{key}'; the {split} split needs labels")
     labels = np.asarray(file[key][:]).reshape(-1).astype(np.int64)
     if len(labels) != num_images:
         raise UserError(f"{path}: '{key}' has {len(labels)} labels for {num_images} images")
-    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise UserError(f"{path}: '{key}' has labels outside 0..{NUM_CLASSES - 1}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"{path}: '{key}' has labels outside 0..{num_classes - 1}")
     return labels

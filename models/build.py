@@ -6,7 +6,7 @@ import logging
 
 from torch import nn
 
-from data.build import get_dataset_spec
+from data.build import dataset_num_classes
 from models.freeze import freeze_backbone
 from models.init import apply_init
 from models.pretrained import load_pretrained
@@ -21,7 +21,7 @@ SMALL_INPUT_MAX_SIZE = 64
 
 def resolve_num_classes(cfg) -> int:
     """MODEL.NUM_CLASSES, or the data set's class count when it is 0."""
-    dataset_classes = get_dataset_spec(cfg.DATA.DATASET).num_classes
+    dataset_classes = dataset_num_classes(cfg)
     if cfg.MODEL.NUM_CLASSES == 0:
         return dataset_classes
     if cfg.MODEL.NUM_CLASSES < dataset_classes:

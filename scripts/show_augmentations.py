@@ -5,9 +5,10 @@
 Writes augmentations.png into DIR (default: the current folder) and prints its path: 8 training
 images, one per row, each with its stored original beside 7 draws of the train augmentation. Draw
 k is exactly what the loader hands the model for that image in epoch k (the same per-image seed,
-or with DATA.AUG_DEVICE on the device the same batch parameters, as training): uint8 pixels, shown as it is, since normalisation happens later, on
-the device, and there is nothing to undo. A config error, or a transform that fails on the
-data, ends with one line naming it and exit code 2.
+or with DATA.AUG_DEVICE on the device the same batch parameters, as training): uint8 pixels,
+shown as they are, since normalisation happens later, on the device, and there is nothing to
+undo. A config error, or a transform that fails on the data, ends with one line naming it and
+exit code 2.
 """
 from __future__ import annotations
 

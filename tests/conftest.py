@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from PIL import Image
 
 # `python -m pytest` puts the repository root on sys.path; plain `pytest` does not.
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -281,3 +282,39 @@ def medium_imagenet_file(medium_imagenet) -> Path:
     """Path of the default MediumImageNet HDF5 file."""
     return medium_imagenet.path
 
+
+# --- class folders of image files (DATA.DATASET imagefolder) ---------------------------------------
+
+IMAGE_FOLDER_CLASSES = ["cat", "dog", "zebra"]  # folder names; sorted, they are the labels 0, 1, 2
+# Each class is one colour channel turned up, so that a LeNet tells them apart in a few epochs.
+CLASS_CHANNEL = {"cat": 0, "dog": 1, "zebra": 2}
+
+
+def class_image(rng: np.random.Generator, name: str, height: int = 20, width: int = 24) -> np.ndarray:
+    pixels = rng.integers(0, 90, (height, width, 3), dtype=np.uint8)
+    pixels[..., CLASS_CHANNEL[name]] += 160
+    return pixels
+
+
+def write_image_folder(root: Path, per_class: int = 12, val_per_class: int = 0, num_test: int = 7) -> Path:
+    """train/<class>/ with JPEGs and PNGs (one grayscale PNG and one RGBA PNG in cat), optional
+    val/<class>/, and a flat test/ folder; returns root."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", val_per_class)):
+        for name in IMAGE_FOLDER_CLASSES if count else []:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = class_image(rng, name)
+                extension = ".png" if i % 2 else ".jpg"
+                Image.fromarray(pixels).save(folder / f"{name}_{i:03d}{extension}", quality=95)
+    cat = root / "train" / "cat"
+    Image.fromarray(class_image(rng, "cat")[..., 0]).save(cat / "gray.png")  # one channel
+    rgba = np.concatenate([class_image(rng, "cat"), np.full((20, 24, 1), 128, np.uint8)], axis=2)
+    Image.fromarray(rgba, mode="RGBA").save(cat / "rgba.png")
+    (cat / "notes.txt").write_text("not an image: left out")
+    test = root / "test"
+    test.mkdir()
+    for i in range(num_test):
+        Image.fromarray(class_image(rng, IMAGE_FOLDER_CLASSES[i % 3])).save(test / f"img_{num_test - i:02d}.jpg")
+    return root

@@ -221,7 +221,8 @@ def test_random_resized_crop_boxes_follow_the_v2_distribution_of_area_and_aspect
     assert ks_statistic(batch_area, v2_area) < threshold
     assert ks_statistic(batch_ratio, v2_ratio) < threshold
     assert 0.075 < batch_area.min() and batch_area.max() <= 1.0
-    assert ((params.crop_top + params.crop_height) <= size).all() and ((params.crop_left + params.crop_width) <= size).all()
+    assert ((params.crop_top + params.crop_height) <= size).all()
+    assert ((params.crop_left + params.crop_width) <= size).all()
     # Where the box fits, every position is possible: the tops of full-height boxes are 0, the others spread.
     assert params.crop_top.unique().numel() > size // 2
 

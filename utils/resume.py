@@ -22,6 +22,7 @@ RESUMABLE_KEYS = (
     "TRAIN.CHANNELS_LAST", "TRAIN.COMPILE", "TRAIN.CUDNN_BENCHMARK",  # speed, not what is computed
     "TRAIN.MAX_NONFINITE",  # how patient the divergence guard is
     "TEST.TTA",  # how the final report and the submission predict; training is unchanged
+    "SUBMISSION.HEADER", "SUBMISSION.ID", "SUBMISSION.LABELS",  # how submission.csv is written
 )
 RESUMABLE_PREFIXES = ("WANDB.",)
 # Keys that name the run and its checkpoint rather than configure it.

@@ -539,7 +539,7 @@ def _coerce(value: Any, default: Any, full_key: str) -> Any:
 def _choices() -> dict[str, Sequence[str]]:
     """Keys that name one of a fixed set of things, and the valid names."""
     import models  # noqa: F401  (importing the zoo fills the model registry)
-    from data.build import DATASETS
+    from data.registry import DATASETS
     from models.registry import list_models
     from optimizer import OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS
     from utils.tta import TTA_MODES

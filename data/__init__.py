@@ -1,4 +1,5 @@
 """Data sets and loaders. `build_loader(cfg)` is the entry point."""
-from data.build import DATASETS, Loaders, build_loader, get_dataset_spec
+from data.build import Loaders, build_loader
+from data.registry import DATASETS, get_dataset_spec
 
 __all__ = ["DATASETS", "Loaders", "build_loader", "get_dataset_spec"]

@@ -13,106 +13,18 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
-from torchvision.transforms.v2 import InterpolationMode
 
-from data import cifar, csv_labels, digits, image_folder, medium_imagenet
+from data import csv_labels
 from data.batch_augment import BatchAugment
 from data.cache import CachedLoader, available_bytes, cache_split, cached_bytes, check_cache_fits
-from data.dataset import ArrayStore, ImageDataset, ImageStore
+from data.dataset import ImageDataset
 from data.device_loader import DeviceLoader
+from data.registry import DataSource, Splits, get_dataset_spec
 from data.sampler import EpochShuffleSampler, ShardSampler
 from data.transforms import INTERPOLATIONS, build_eval_transform, build_train_transform, unused_rand_augment_fields
-from utils.choices import resolve_choice
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
-
-# Share of the digits held out as their test split. Fixed, and independent of SEED, so that
-# every run is scored on the same images.
-DIGITS_TEST_FRACTION = 0.2
-
-Splits = dict[str, tuple[ImageStore, np.ndarray | None]]
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where and how to open a data set: the DATA keys its loader needs."""
-    data_path: str
-    stored_size: int  # the MediumImageNet file's resolution
-    img_size: int
-    download: bool
-    decode_size: int  # side of the square that images decoded from files are stored at
-    interpolation: InterpolationMode
-    csv: csv_labels.CsvLayout  # the csv data set's files and columns
-    skip_bad_images: bool
-    threads: int  # for decoding every image once, when skip_bad_images checks them
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    num_classes: int | None  # None: as many as the data hold (`count_classes`)
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    # DataSource -> ({"train", "test"[, "val"]: (store, labels)}, class names)
-    load: Callable[[DataSource], tuple[Splits, list[str]]]
-    # the number of classes, read from the data, for specs without a fixed number
-    count_classes: Callable[[DataSource], int] | None = None
-
-
-def _load_digits(source: DataSource) -> tuple[Splits, list[str]]:
-    images, labels = digits.load_digits_arrays(source.img_size)
-    order = np.random.default_rng(0).permutation(len(images))
-    num_test = int(round(len(images) * DIGITS_TEST_FRACTION))
-    test, train = np.sort(order[:num_test]), np.sort(order[num_test:])
-    splits = {"train": (ArrayStore(images[train]), labels[train]), "test": (ArrayStore(images[test]), labels[test])}
-    return splits, digits.CLASS_NAMES
-
-
-def _cifar_loader(name: str) -> Callable[[DataSource], tuple[Splits, list[str]]]:
-    def load(source: DataSource) -> tuple[Splits, list[str]]:
-        arrays, class_names = cifar.load_cifar_arrays(name, source.data_path, source.download)
-        return {split: (ArrayStore(images), labels) for split, (images, labels) in arrays.items()}, class_names
-    return load
-
-
-def _load_medium_imagenet(source: DataSource) -> tuple[Splits, list[str]]:
-    path = medium_imagenet.resolve_hdf5_path(source.data_path, source.stored_size)
-    return medium_imagenet.open_medium_imagenet(path), medium_imagenet.read_class_names(path)
-
-
-def _count_medium_imagenet_classes(source: DataSource) -> int:
-    """As many classes as the file names, or MediumImageNet's 200: also when the file is not
-    there, so that a model can be built without the data (its loader then says what is missing)."""
-    try:
-        path = medium_imagenet.resolve_hdf5_path(source.data_path, source.stored_size)
-    except UserError:
-        return medium_imagenet.NUM_CLASSES
-    return len(medium_imagenet.read_class_names(path))
-
-
-def _load_image_folder(source: DataSource) -> tuple[Splits, list[str]]:
-    return image_folder.load_image_folder(source.data_path, source.decode_size, source.interpolation,
-                                          source.skip_bad_images, source.threads)
-
-
-def _load_csv(source: DataSource) -> tuple[Splits, list[str]]:
-    return csv_labels.load_csv_dataset(source.csv, source.decode_size, source.interpolation, source.skip_bad_images,
-                                       source.threads)
-
-
-DATASETS = {
-    "digits": DatasetSpec(digits.NUM_CLASSES, digits.MEAN, digits.STD, _load_digits),
-    "cifar10": DatasetSpec(10, cifar.CIFAR_VARIANTS["cifar10"].mean, cifar.CIFAR_VARIANTS["cifar10"].std,
-                           _cifar_loader("cifar10")),
-    "cifar100": DatasetSpec(100, cifar.CIFAR_VARIANTS["cifar100"].mean, cifar.CIFAR_VARIANTS["cifar100"].std,
-                            _cifar_loader("cifar100")),
-    "medium_imagenet": DatasetSpec(None, medium_imagenet.MEAN, medium_imagenet.STD, _load_medium_imagenet,
-                                   count_classes=_count_medium_imagenet_classes),
-    "imagefolder": DatasetSpec(None, image_folder.MEAN, image_folder.STD, _load_image_folder,
-                               count_classes=lambda source: len(image_folder.class_names(source.data_path))),
-    "csv": DatasetSpec(None, image_folder.MEAN, image_folder.STD, _load_csv,
-                       count_classes=lambda source: csv_labels.count_classes(source.csv)),
-}
 
 
 def data_source(cfg) -> DataSource:
@@ -126,11 +38,6 @@ def data_source(cfg) -> DataSource:
     return DataSource(data.DATA_PATH, data.STORED_SIZE, data.IMG_SIZE, data.DOWNLOAD, decode_size,
                       INTERPOLATIONS[data.INTERPOLATION], layout, data.SKIP_BAD_IMAGES,
                       resolve_num_workers(-1))
-
-
-def get_dataset_spec(name: str) -> DatasetSpec:
-    """The DatasetSpec registered under `name` (in any case), or UserError suggesting the closest name."""
-    return DATASETS[resolve_choice("DATA.DATASET", name, DATASETS)]
 
 
 def dataset_num_classes(cfg) -> int:
@@ -306,6 +213,55 @@ def cache_splits(datasets: dict[str, ImageDataset], sizes: dict[str, int], mode:
     return cached
 
 
+@dataclass(frozen=True)
+class TrainAugmentation:
+    """Where the train augmentation runs, as DATA.AUG_DEVICE and DATA.CACHE place the AUG steps."""
+    transform: Callable | None  # per image, in the workers (on the device path: only a resize)
+    batch_augment: BatchAugment | None  # on whole batches on the device
+    input_size: int  # side of the images the workers (or the cache) hand on
+    description: str  # for the log
+
+
+def build_train_augmentation(cfg, stored_size: int, device: torch.device) -> TrainAugmentation:
+    """The AUG keys as a per-image transform for the workers, or as a BatchAugment for the device
+    with only the resize left to the workers; images are stored at `stored_size` px."""
+    aug, img_size = cfg.AUG, cfg.DATA.IMG_SIZE
+    if aug.RAND_AUGMENT and unused_rand_augment_fields(aug.RAND_AUGMENT):
+        logger.warning("AUG.RAND_AUGMENT: %s not supported by torchvision's RandAugment; using only m and n",
+                       "-".join(unused_rand_augment_fields(aug.RAND_AUGMENT)))
+    on_device = augments_on_device(cfg.DATA.AUG_DEVICE, cfg.DATA.CACHE, device,
+                                   unbatched_aug_keys(aug, cfg.DATA.INTERPOLATION))
+    if not on_device:
+        transform = build_train_transform(
+            img_size, stored_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.RAND_AUGMENT,
+            cfg.DATA.INTERPOLATION, rrc_scale=aug.RRC_SCALE, vflip_prob=aug.VFLIP_PROB, rotation=aug.ROTATION,
+            perspective_prob=aug.PERSPECTIVE_PROB, perspective_distortion=aug.PERSPECTIVE_DISTORTION,
+            color_jitter_hue=aug.COLOR_JITTER_HUE, grayscale_prob=aug.GRAYSCALE_PROB, blur_prob=aug.BLUR_PROB,
+            blur_kernel=aug.BLUR_KERNEL, blur_sigma=aug.BLUR_SIGMA, auto_augment=aug.AUTO_AUGMENT,
+            trivial_augment=aug.TRIVIAL_AUGMENT, augmix_severity=aug.AUGMIX, erase_prob=aug.ERASE_PROB,
+            erase_scale=aug.ERASE_SCALE, erase_value=aug.ERASE_VALUE)
+        return TrainAugmentation(transform, None, img_size, "augmented per image" if transform else "not augmented")
+    # The workers (or the cache) hand on the images resized to IMG_SIZE, or as stored when the
+    # random-resized crop, which resizes, runs on the device too.
+    input_size = stored_size if random_resized_crop_on(aug) else img_size
+    resize = (build_train_transform(img_size, stored_size, 0, 0.0, 0.0, "", cfg.DATA.INTERPOLATION)
+              if input_size == img_size else None)
+    batch_augment = BatchAugment(img_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.COLOR_JITTER,
+                                 aug.COLOR_JITTER, aug.COLOR_JITTER_HUE, aug.ERASE_PROB, aug.ERASE_SCALE,
+                                 aug.ERASE_VALUE, input_size=input_size, rrc_scale=aug.RRC_SCALE,
+                                 vflip_prob=aug.VFLIP_PROB, grayscale_prob=aug.GRAYSCALE_PROB)
+    if batch_augment.is_identity:
+        return TrainAugmentation(resize, None, input_size, "not augmented")
+    return TrainAugmentation(resize, batch_augment, input_size, f"augmented as whole batches on {device}")
+
+
+def describe_source(cache: str, device: torch.device, num_workers: int) -> str:
+    """For the log: where the train images come from."""
+    if cache != "none":
+        return f"cached in {'GPU memory' if cache == 'device' and device.type == 'cuda' else 'host memory'}"
+    return f"read by {num_workers} loader workers" if num_workers else "read in the main process"
+
+
 def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Loaders:
     """Load DATA.DATASET and wrap its train, val and test splits in loaders for process `rank`
     of `world_size`, training on `device` (the CPU when None).
@@ -327,34 +283,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     train_store, train_labels = splits["train"]
     stored_size = train_store.image_size
 
-    if cfg.AUG.RAND_AUGMENT and unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT):
-        logger.warning("AUG.RAND_AUGMENT: %s not supported by torchvision's RandAugment; using only m and n",
-                       "-".join(unused_rand_augment_fields(cfg.AUG.RAND_AUGMENT)))
-    aug = cfg.AUG
-    on_device = augments_on_device(cfg.DATA.AUG_DEVICE, cfg.DATA.CACHE, device,
-                                   unbatched_aug_keys(aug, cfg.DATA.INTERPOLATION))
-    # What the workers (or the cache) hand on when augmenting on the device: the images resized
-    # to IMG_SIZE, or as stored when the random-resized crop, which resizes, runs there too.
-    train_input_size = stored_size if on_device and random_resized_crop_on(aug) else img_size
-    if on_device:
-        train_transform = (build_train_transform(img_size, stored_size, 0, 0.0, 0.0, "", cfg.DATA.INTERPOLATION)
-                           if train_input_size == img_size else None)
-        batch_augment = BatchAugment(img_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.COLOR_JITTER,
-                                     aug.COLOR_JITTER, aug.COLOR_JITTER_HUE, aug.ERASE_PROB, aug.ERASE_SCALE,
-                                     aug.ERASE_VALUE, input_size=train_input_size, rrc_scale=aug.RRC_SCALE,
-                                     vflip_prob=aug.VFLIP_PROB, grayscale_prob=aug.GRAYSCALE_PROB)
-        if batch_augment.is_identity:
-            batch_augment = None
-    else:
-        train_transform = build_train_transform(
-            img_size, stored_size, aug.CROP_PADDING, aug.HFLIP_PROB, aug.COLOR_JITTER, aug.RAND_AUGMENT,
-            cfg.DATA.INTERPOLATION, rrc_scale=aug.RRC_SCALE, vflip_prob=aug.VFLIP_PROB, rotation=aug.ROTATION,
-            perspective_prob=aug.PERSPECTIVE_PROB, perspective_distortion=aug.PERSPECTIVE_DISTORTION,
-            color_jitter_hue=aug.COLOR_JITTER_HUE, grayscale_prob=aug.GRAYSCALE_PROB, blur_prob=aug.BLUR_PROB,
-            blur_kernel=aug.BLUR_KERNEL, blur_sigma=aug.BLUR_SIGMA, auto_augment=aug.AUTO_AUGMENT,
-            trivial_augment=aug.TRIVIAL_AUGMENT, augmix_severity=aug.AUGMIX, erase_prob=aug.ERASE_PROB,
-            erase_scale=aug.ERASE_SCALE, erase_value=aug.ERASE_VALUE)
-        batch_augment = None
+    augmentation = build_train_augmentation(cfg, stored_size, device)
     eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
 
     test_store, test_labels = splits["test"]
@@ -368,13 +297,13 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     if val_labels is None:
         raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
 
-    train_dataset = ImageDataset(train_store, train_labels, num_classes, train_indices, train_transform)
+    train_dataset = ImageDataset(train_store, train_labels, num_classes, train_indices, augmentation.transform)
     val_dataset = ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transform)
     test_dataset = ImageDataset(test_store, test_labels, num_classes, None, eval_transform)
 
     datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset}
     cache = cfg.DATA.CACHE
-    sizes = {"train": train_input_size, "val": img_size, "test": img_size}
+    sizes = {"train": augmentation.input_size, "val": img_size, "test": img_size}
     cached = cache_splits(datasets, sizes, cache, device) if cache != "none" else {}
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
     pin_memory = cfg.DATA.PIN_MEMORY and device.type == "cuda"
@@ -388,7 +317,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
                                  num_workers=num_workers, pin_memory=pin_memory,
                                  worker_init_fn=ignore_stop_signals,
                                  persistent_workers=cfg.DATA.PERSISTENT_WORKERS and num_workers > 0)
-        augment = batch_augment if split == "train" else None
+        augment = augmentation.batch_augment if split == "train" else None
         # On a GPU every loader copies on a side stream; on the CPU only augmentation needs the wrapper.
         return DeviceLoader(batches, device, augment) if augment is not None or device.type == "cuda" else batches
 
@@ -398,19 +327,12 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     train_sampler = EpochShuffleSampler(len(train_dataset), cfg.SEED, rank, world_size)
     # Dropping a ragged last batch keeps BatchNorm away from batches of one image.
     drop_last = len(train_sampler) > cfg.DATA.BATCH_SIZE
-    if cached:
-        source = f"cached in {'GPU memory' if cache == 'device' and device.type == 'cuda' else 'host memory'}"
-    else:
-        source = f"read by {num_workers} loader workers" if num_workers else "read in the main process"
-    if batch_augment is not None:
-        augmentation = f"augmented as whole batches on {device}"
-    else:
-        augmentation = "augmented per image" if train_transform is not None and not on_device else "not augmented"
     return Loaders(
         train_loader=make_loader("train", train_sampler, drop_last=drop_last),
         val_loader=make_loader("val", val_sampler),
         test_loader=make_loader("test", test_sampler),
         train_dataset=train_dataset, val_dataset=val_dataset, test_dataset=test_dataset,
         num_classes=num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
-        make_loader=make_loader, pipeline=f"train images {source}, {augmentation}",
+        make_loader=make_loader,
+        pipeline=f"train images {describe_source(cache, device, num_workers)}, {augmentation.description}",
         test_ids=getattr(test_store, "ids", None), notes=left_out_notes(splits))

@@ -28,8 +28,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import get_config  # noqa: E402
-from data.build import data_source, get_dataset_spec, split_train_val  # noqa: E402
+from data.build import data_source, split_train_val  # noqa: E402
 from data.medium_imagenet import CLASS_NAME_KEYS, TEST_IDS_KEY  # noqa: E402
+from data.registry import get_dataset_spec  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 

@@ -833,7 +833,7 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
     if world.is_main:
         write_class_names(run_dir, parts.loaders.class_names)
     for note in parts.loaders.notes:
-        logger.warning(note)
+        logger.info(note)
     for note in plan.notes:
         logger.info(note)
     loop, steps_per_epoch = loop_settings(cfg, len(parts.loaders.train_loader))

@@ -65,7 +65,7 @@ class Loaders:
     make_loader: Callable[[str, Sampler, int], Iterable]
     pipeline: str = ""  # for the log: where train images come from and where they are augmented
     test_ids: list[str] | None = None  # the test images' file ids, for data sets read from files
-    notes: list[str] = field(default_factory=list)  # warnings for the run's log (images left out)
+    notes: list[str] = field(default_factory=list)  # for the run's log: images left out, the cache
 
 
 def left_out_notes(splits: Splits) -> list[str]:
@@ -198,19 +198,18 @@ def augments_on_device(aug_device: str, cache: str, device: torch.device, unbatc
 
 
 def cache_splits(datasets: dict[str, ImageDataset], sizes: dict[str, int], mode: str,
-                 device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Each split of `datasets` as cached (images, labels) tensors with images of `sizes[split]`
-    px: on `device` for DATA.CACHE device, else in host memory. Refused in one line when they
-    would not fit."""
+                 device: torch.device) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
+    """(each split of `datasets` as cached (images, labels) tensors with images of `sizes[split]`
+    px, on `device` for DATA.CACHE device, else in host memory; a line for the log). Refused in
+    one line when they would not fit."""
     where = device if mode == "device" else torch.device("cpu")
     needed = sum(cached_bytes(dataset, sizes[split]) for split, dataset in datasets.items())
     check_cache_fits(needed, available_bytes(where), mode, "the GPU" if where.type == "cuda" else "host memory")
     start = time.perf_counter()
     cached = {split: cache_split(dataset, sizes[split], where) for split, dataset in datasets.items()}
-    logger.info("DATA.CACHE %s: %s images (%.2f GiB) cached on %s in %.1f s", mode,
-                " + ".join(f"{len(dataset)} {split}" for split, dataset in datasets.items()), needed / 2**30,
-                where, time.perf_counter() - start)
-    return cached
+    counts = " + ".join(f"{len(dataset)} {split}" for split, dataset in datasets.items())
+    return cached, (f"DATA.CACHE {mode}: {counts} images ({needed / 2**30:.2f} GiB) cached on {where} in "
+                    f"{time.perf_counter() - start:.1f} s")
 
 
 @dataclass(frozen=True)
@@ -304,7 +303,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset}
     cache = cfg.DATA.CACHE
     sizes = {"train": augmentation.input_size, "val": img_size, "test": img_size}
-    cached = cache_splits(datasets, sizes, cache, device) if cache != "none" else {}
+    cached, cache_note = cache_splits(datasets, sizes, cache, device) if cache != "none" else ({}, None)
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
     pin_memory = cfg.DATA.PIN_MEMORY and device.type == "cuda"
 
@@ -335,4 +334,4 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         num_classes=num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
         make_loader=make_loader,
         pipeline=f"train images {describe_source(cache, device, num_workers)}, {augmentation.description}",
-        test_ids=getattr(test_store, "ids", None), notes=left_out_notes(splits))
+        test_ids=getattr(test_store, "ids", None), notes=left_out_notes(splits) + ([cache_note] if cache_note else []))

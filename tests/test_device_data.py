@@ -229,6 +229,9 @@ def test_the_quickstart_reaches_the_same_accuracy_band_with_each_aug_device_and_
     assert all(acc > 97.0 for acc in best.values()), best
     # Batches augmented on the device are the same with or without a cache: so is the run.
     assert best["aug_device"] == best["cache_ram"]
+    log = (tmp_path / "lenet_digits" / "cache_ram" / "log.txt").read_text()
+    assert "DATA.CACHE ram: 1438 train + 359 val + 359 test images (0.01 GiB) cached on cpu in" in log
+    assert "train images cached in host memory, augmented as whole batches on cpu" in log
 
 
 @pytest.mark.parametrize("mode", [["DATA.AUG_DEVICE", "cpu"], ["DATA.AUG_DEVICE", "device"], ["DATA.CACHE", "device"]])

@@ -197,8 +197,8 @@ def augments_on_device(aug_device: str, cache: str, device: torch.device, unbatc
     return aug_device == "device" or (aug_device == "auto" and device.type == "cuda" and not unbatched)
 
 
-def cache_splits(datasets: dict[str, ImageDataset], sizes: dict[str, int], mode: str,
-                 device: torch.device) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
+def cache_splits(datasets: dict[str, ImageDataset], sizes: dict[str, int], mode: str, device: torch.device,
+                 threads: int) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
     """(each split of `datasets` as cached (images, labels) tensors with images of `sizes[split]`
     px, on `device` for DATA.CACHE device, else in host memory; a line for the log). Refused in
     one line when they would not fit."""
@@ -206,7 +206,7 @@ def cache_splits(datasets: dict[str, ImageDataset], sizes: dict[str, int], mode:
     needed = sum(cached_bytes(dataset, sizes[split]) for split, dataset in datasets.items())
     check_cache_fits(needed, available_bytes(where), mode, "the GPU" if where.type == "cuda" else "host memory")
     start = time.perf_counter()
-    cached = {split: cache_split(dataset, sizes[split], where) for split, dataset in datasets.items()}
+    cached = {split: cache_split(dataset, sizes[split], where, threads) for split, dataset in datasets.items()}
     counts = " + ".join(f"{len(dataset)} {split}" for split, dataset in datasets.items())
     return cached, (f"DATA.CACHE {mode}: {counts} images ({needed / 2**30:.2f} GiB) cached on {where} in "
                     f"{time.perf_counter() - start:.1f} s")
@@ -303,8 +303,11 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset}
     cache = cfg.DATA.CACHE
     sizes = {"train": augmentation.input_size, "val": img_size, "test": img_size}
-    cached, cache_note = cache_splits(datasets, sizes, cache, device) if cache != "none" else ({}, None)
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
+    # The cache is filled once, before training, on every core the loader workers would have had.
+    cache_threads = resolve_num_workers(-1)
+    cached, cache_note = (cache_splits(datasets, sizes, cache, device, cache_threads) if cache != "none"
+                          else ({}, None))
     pin_memory = cfg.DATA.PIN_MEMORY and device.type == "cuda"
 
     def make_loader(split: str, sampler: Sampler, batch_size: int = cfg.DATA.BATCH_SIZE,

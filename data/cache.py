@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -20,7 +21,7 @@ from data.dataset import NO_LABEL, ImageDataset
 from utils.errors import UserError
 
 # Images read, resized and copied per chunk while a split is cached.
-CACHE_CHUNK = 1024
+CACHE_CHUNK = 256
 
 
 def cached_bytes(dataset: ImageDataset, image_size: int) -> int:
@@ -48,17 +49,22 @@ def check_cache_fits(needed: int, free: int, mode: str, where: str) -> None:
                         f"{'ram' if mode == 'device' else 'none'}, or train on part of it (DATA.TRAIN_SUBSET)")
 
 
-def cache_split(dataset: ImageDataset, image_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def cache_split(dataset: ImageDataset, image_size: int, device: torch.device,
+                threads: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 (N, 3, image_size, image_size), labels int64 (N,)) of `dataset` on `device`,
-    each image after `dataset.transform`, which must be deterministic (a resize or a crop)."""
+    each image after `dataset.transform`, which must be deterministic (a resize or a crop).
+    Chunks are read on `threads` threads: decoding image files releases the GIL."""
     images = torch.empty((len(dataset), 3, image_size, image_size), dtype=torch.uint8, device=device)
     positions = dataset.indices
-    for start in range(0, len(positions), CACHE_CHUNK):
-        chunk = positions[start:start + CACHE_CHUNK]
-        pixels = torch.from_numpy(dataset.store.read(chunk))  # dataset indices are sorted, as stores need
-        if dataset.transform is not None:
-            pixels = dataset.transform(pixels)
-        images[start:start + len(chunk)].copy_(pixels)
+    starts = range(0, len(positions), CACHE_CHUNK)
+
+    def read(start: int) -> torch.Tensor:
+        pixels = torch.from_numpy(dataset.store.read(positions[start:start + CACHE_CHUNK]))  # sorted, as stores need
+        return dataset.transform(pixels) if dataset.transform is not None else pixels
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for start, pixels in zip(starts, pool.map(read, starts)):
+            images[start:start + len(pixels)].copy_(pixels)
     labels = (np.asarray(dataset.labels)[positions] if dataset.labels is not None
               else np.full(len(positions), NO_LABEL))
     return images, torch.as_tensor(labels, dtype=torch.int64).to(device)

@@ -420,11 +420,17 @@ def submission_columns(cfg, loaders: Loaders) -> dict:
             "class_names": loaders.class_names if cfg.SUBMISSION.LABELS == "name" else None}
 
 
-def write_class_names(run_dir: str, class_names: list[str]) -> None:
-    """classes.json: the class names in label order, so that a label index can be read back."""
+def record_data(logger, run_dir: str | None, loaders: Loaders) -> None:
+    """Log what opening the data noted (images left out, the cache), and write classes.json into
+    `run_dir` (None on torchrun's ranks other than 0): the class names in label order, so that a
+    label index can be read back."""
+    for note in loaders.notes:
+        logger.info(note)
+    if run_dir is None:
+        return
     tmp_path = os.path.join(run_dir, f"classes.json.tmp-{os.getpid()}")
     with open(tmp_path, "w", encoding="utf-8") as f:
-        json.dump(class_names, f, ensure_ascii=False, indent=0)
+        json.dump(loaders.class_names, f, ensure_ascii=False, indent=0)
     os.replace(tmp_path, os.path.join(run_dir, "classes.json"))
 
 
@@ -830,10 +836,7 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
     if plan.checkpoint is not None:
         load_model_weights(parts.model, plan.checkpoint, plan.resume_path, cfg)
     logger = open_run_dir(cfg, run_dir, device) if world.is_main else create_logger(None, quiet=True)
-    if world.is_main:
-        write_class_names(run_dir, parts.loaders.class_names)
-    for note in parts.loaders.notes:
-        logger.info(note)
+    record_data(logger, run_dir if world.is_main else None, parts.loaders)
     for note in plan.notes:
         logger.info(note)
     loop, steps_per_epoch = loop_settings(cfg, len(parts.loaders.train_loader))

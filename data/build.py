@@ -261,6 +261,27 @@ def describe_source(cache: str, device: torch.device, num_workers: int) -> str:
     return f"read by {num_workers} loader workers" if num_workers else "read in the main process"
 
 
+def split_datasets(cfg, splits: Splits, num_classes: int, train_transform: Callable | None,
+                   eval_transform: Callable | None) -> dict[str, ImageDataset]:
+    """{"train", "val", "test": ImageDataset}: val is DATA.VAL_SPLIT of train when set (train then
+    keeps the rest), else the data set's val split, else its test split; train is reduced to
+    DATA.TRAIN_SUBSET."""
+    train_store, train_labels = splits["train"]
+    test_store, test_labels = splits["test"]
+    if cfg.DATA.VAL_SPLIT > 0:
+        train_indices, val_indices = split_train_val(len(train_store), cfg.DATA.VAL_SPLIT, cfg.SEED)
+        val_store, val_labels = train_store, train_labels
+    else:
+        train_indices, val_indices = np.arange(len(train_store)), None
+        val_store, val_labels = splits.get("val", splits["test"])
+    train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED)
+    if val_labels is None:
+        raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
+    return {"train": ImageDataset(train_store, train_labels, num_classes, train_indices, train_transform),
+            "val": ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transform),
+            "test": ImageDataset(test_store, test_labels, num_classes, None, eval_transform)}
+
+
 def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Loaders:
     """Load DATA.DATASET and wrap its train, val and test splits in loaders for process `rank`
     of `world_size`, training on `device` (the CPU when None).
@@ -279,28 +300,12 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     img_size = cfg.DATA.IMG_SIZE
     splits, class_names = spec.load(data_source(cfg))
     num_classes = len(class_names) if spec.num_classes is None else spec.num_classes
-    train_store, train_labels = splits["train"]
-    stored_size = train_store.image_size
-
+    stored_size = splits["train"][0].image_size
     augmentation = build_train_augmentation(cfg, stored_size, device)
     eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
 
-    test_store, test_labels = splits["test"]
-    if cfg.DATA.VAL_SPLIT > 0:
-        train_indices, val_indices = split_train_val(len(train_store), cfg.DATA.VAL_SPLIT, cfg.SEED)
-        val_store, val_labels = train_store, train_labels
-    else:
-        train_indices, val_indices = np.arange(len(train_store)), None
-        val_store, val_labels = splits.get("val", splits["test"])
-    train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED)
-    if val_labels is None:
-        raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
-
-    train_dataset = ImageDataset(train_store, train_labels, num_classes, train_indices, augmentation.transform)
-    val_dataset = ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transform)
-    test_dataset = ImageDataset(test_store, test_labels, num_classes, None, eval_transform)
-
-    datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset}
+    datasets = split_datasets(cfg, splits, num_classes, augmentation.transform, eval_transform)
+    train_dataset, val_dataset, test_dataset = datasets["train"], datasets["val"], datasets["test"]
     cache = cfg.DATA.CACHE
     sizes = {"train": augmentation.input_size, "val": img_size, "test": img_size}
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
@@ -337,4 +342,4 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         num_classes=num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
         make_loader=make_loader,
         pipeline=f"train images {describe_source(cache, device, num_workers)}, {augmentation.description}",
-        test_ids=getattr(test_store, "ids", None), notes=left_out_notes(splits) + ([cache_note] if cache_note else []))
+        test_ids=getattr(splits["test"][0], "ids", None), notes=left_out_notes(splits) + ([cache_note] if cache_note else []))

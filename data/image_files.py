@@ -42,13 +42,21 @@ def list_image_files(folder: str) -> list[str]:
                   if is_image_file(name) and not name.startswith(".") and os.path.isfile(os.path.join(folder, name)))
 
 
+# What the decoders raise for a file that is not a readable image.
+DECODE_ERRORS = (RuntimeError, OSError, ValueError)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def decode_rgb(path: str) -> torch.Tensor:
     """The image file at `path` as uint8 (3, H, W); UserError naming it when it cannot be decoded."""
     try:
         return decode_image(path, mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read the image {path}: {reason}; replace or delete the file, or set "
+    except DECODE_ERRORS as error:
+        raise UserError(f"cannot read the image {path}: {_reason(error)}; replace or delete the file, or set "
                         f"DATA.SKIP_BAD_IMAGES True to leave out every image that cannot be read") from error
 
 
@@ -57,9 +65,9 @@ def unreadable_files(paths: list[str], threads: int) -> list[tuple[str, str]]:
     `threads` threads (the decoders release the GIL)."""
     def failure(path: str) -> tuple[str, str] | None:
         try:
-            decode_rgb(path)
-        except UserError as error:
-            return path, str(error).split(": ", 1)[1].split("; replace", 1)[0]
+            decode_image(path, mode=ImageReadMode.RGB)
+        except DECODE_ERRORS as error:
+            return path, _reason(error)
         return None
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:

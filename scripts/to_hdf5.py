@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the output folder cannot be written: full disk, no permission
+        print(f"error: cannot write {args.out}: {error.strerror or error}; choose another --out", file=sys.stderr)
+        return 2
     print(out)
     return 0
 

@@ -125,3 +125,13 @@ def test_the_converted_file_trains_through_the_medium_imagenet_path(tmp_path, to
     rows = (run / "submission.csv").read_text().splitlines()[1:]
     assert [row.split(",")[0] for row in rows] == [f"img_{i:02d}" for i in range(1, 8)]
     assert {row.split(",")[1] for row in rows} <= set(IMAGE_FOLDER_CLASSES)
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, to_hdf5, capsys):
+    root = write_image_folder(tmp_path / "data")
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "out.hdf5"
+    assert to_hdf5.main(["--src", str(root), "--out", str(out), "--size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {out}: ") and err.endswith("; choose another --out\n")
+    assert err.count("\n") == 1

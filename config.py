@@ -85,6 +85,22 @@ _C.DATA.VAL_SPLIT = 0.0
 # Train on part of the train split, chosen from SEED: a fraction in (0, 1), or a count of images
 # (a whole number >= 1); 0 uses all of it. For studies of many short runs.
 _C.DATA.TRAIN_SUBSET = 0.0
+# Class names kept out of training entirely, e.g. [7, 8, 9] or ["alice", "bob"] (an open-set
+# split): the model learns the other classes, and their train images are the unseen identities
+# that verification pairs are drawn from (TEST.VERIFY_NUM_PAIRS). [] keeps every class.
+_C.DATA.HOLDOUT_CLASSES = []
+# Labelled verification pairs scored every epoch: a text file of `img_a img_b 0|1` lines (1: the
+# same identity), image paths relative to DATA_PATH; the file itself is read from DATA_PATH when
+# not absolute. Takes the place of drawn pairs. "" for none.
+_C.DATA.VERIFY_PAIRS = ""
+# Unlabelled verification pairs (`img_a img_b` lines, read as VERIFY_PAIRS) whose similarities
+# go into verify_submission.csv at the end of the run and with --predict. "" for none.
+_C.DATA.VERIFY_TEST_PAIRS = ""
+# Train batches: random (a shuffle of the train split) or pk (P classes x K images each, for
+# triplet and other metric losses: P = BATCH_SIZE / IMAGES_PER_CLASS).
+_C.DATA.SAMPLER = "random"
+# The K of DATA.SAMPLER pk: images of each class in a batch; classes with fewer are left out.
+_C.DATA.IMAGES_PER_CLASS = 4
 
 # -----------------------------------------------------------------------------
 # Model
@@ -135,6 +151,10 @@ _C.MODEL.CONVNEXT.NORM = "layernorm"
 # Under torchrun, turn BatchNorm into SyncBatchNorm, so that batch statistics span every process
 # (for small per-GPU batches); a single-process run has nothing to synchronise.
 _C.MODEL.SYNC_BN = False
+# Width of a learned embedding between the backbone and the classifier: linear + BatchNorm on the
+# pooled features (as ArcFace's "E" head), which metric losses, verification and
+# --export-embeddings use. 0 uses the pooled features themselves.
+_C.MODEL.EMBED_DIM = 0
 
 # -----------------------------------------------------------------------------
 # Training
@@ -178,9 +198,37 @@ _C.TRAIN.MAX_NONFINITE = 10
 # Label smoothing of the train loss (0.1 is the usual value; 0 is plain cross-entropy). It
 # composes with mixup/cutmix's soft targets; val loss stays plain cross-entropy.
 _C.TRAIN.LABEL_SMOOTHING = 0.0
-# Stop when val acc@1 has not improved for this many epochs (the report and submission then come
-# from best.pth as usual); 0 trains every epoch.
+# Stop when the val metric TEST.SELECT_METRIC has not improved for this many epochs (the report
+# and submission then come from best.pth as usual); 0 trains every epoch.
 _C.TRAIN.EARLY_STOP_PATIENCE = 0
+# The loss: ce, arcface, cosface, triplet, or a sum of them such as ce+arcface. The metric losses
+# act on the embedding; without a ce term the classifier still learns on the detached embedding
+# (a linear probe), so val accuracy and submission.csv stay meaningful.
+_C.TRAIN.LOSS = "ce"
+# One weight per TRAIN.LOSS term, in order, e.g. (1.0, 0.5); () weighs every term 1.
+_C.TRAIN.LOSS_WEIGHTS = ()
+
+# ArcFace (Deng et al., CVPR 2019): softmax over s * cos(theta), with the target's angle + m.
+_C.TRAIN.ARCFACE = CN()
+# Additive angular margin m, in radians (the paper's 0.5).
+_C.TRAIN.ARCFACE.MARGIN = 0.5
+# Scale s of the cosine logits (the paper's 64).
+_C.TRAIN.ARCFACE.SCALE = 64.0
+
+# CosFace (Wang et al., CVPR 2018): softmax over s * cos(theta), with m taken off the target's cosine.
+_C.TRAIN.COSFACE = CN()
+# Additive cosine margin m (the paper's 0.35).
+_C.TRAIN.COSFACE.MARGIN = 0.35
+# Scale s of the cosine logits (the paper's 64).
+_C.TRAIN.COSFACE.SCALE = 64.0
+
+# Triplet loss (Schroff et al., FaceNet, CVPR 2015) on L2-normalised embeddings; needs DATA.SAMPLER pk.
+_C.TRAIN.TRIPLET = CN()
+# Margin alpha between the anchor-positive and anchor-negative distances (FaceNet's 0.2).
+_C.TRAIN.TRIPLET.MARGIN = 0.2
+# Which triplets of each batch count: batch_hard (each anchor's hardest positive and negative,
+# Hermans et al. 2017), semihard (FaceNet's), or all.
+_C.TRAIN.TRIPLET.MINER = "batch_hard"
 
 # Exponential moving average of the weights (and BatchNorm buffers), updated after every
 # optimizer update, scored on val every epoch beside the raw weights (val_acc1_ema); best.pth and
@@ -312,6 +360,15 @@ _C.TEST.SHUFFLE = False
 _C.TEST.TTA = "none"
 # Apply TEST.TTA in the per-epoch val pass too: V times its compute, and best.pth is chosen on TTA acc@1.
 _C.TEST.TTA_VAL = False
+# Verification pairs drawn (SEED; half of the same class) every epoch from the held-out classes
+# (DATA.HOLDOUT_CLASSES), else from the val split, and scored as ROC AUC, EER, TAR at
+# VERIFY_FAR and best-threshold accuracy (verify_* metrics, roc.png). 0 draws none.
+_C.TEST.VERIFY_NUM_PAIRS = 0
+# The false accept rate that verify_tar (the true accept rate) is read at.
+_C.TEST.VERIFY_FAR = 1e-3
+# The val metric that makes a checkpoint best.pth (and drives early stopping): val_acc1,
+# verify_auc (higher is better) or verify_eer (lower is better).
+_C.TEST.SELECT_METRIC = "val_acc1"
 
 # -----------------------------------------------------------------------------
 # Kaggle submission
@@ -324,6 +381,12 @@ _C.SUBMISSION.HEADER = "Id,Category"
 _C.SUBMISSION.ID = "index"
 # The predicted class as its index, or as its name (the class folder, or the label in the CSV).
 _C.SUBMISSION.LABELS = "index"
+# Header of verify_submission.csv (DATA.VERIFY_TEST_PAIRS): the pair's id column, then its
+# cosine similarity.
+_C.SUBMISSION.VERIFY_HEADER = "Id,Category"
+# The id of each verification pair: index (0-based line of the pairs) or pair ("img_a img_b" as
+# written in the file).
+_C.SUBMISSION.VERIFY_ID = "index"
 
 # -----------------------------------------------------------------------------
 # Weights & Biases
@@ -542,6 +605,8 @@ def _choices() -> dict[str, Sequence[str]]:
     from data.registry import DATASETS
     from models.registry import list_models
     from optimizer import OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS
+    from models.losses import TRIPLET_MINERS
+    from utils.selection import SELECT_METRICS
     from utils.tta import TTA_MODES
 
     return {
@@ -563,6 +628,10 @@ def _choices() -> dict[str, Sequence[str]]:
         "TEST.TTA": TTA_MODES,
         "SUBMISSION.ID": ("index", "file"),
         "SUBMISSION.LABELS": ("index", "name"),
+        "SUBMISSION.VERIFY_ID": ("index", "pair"),
+        "DATA.SAMPLER": ("random", "pk"),
+        "TRAIN.TRIPLET.MINER": TRIPLET_MINERS,
+        "TEST.SELECT_METRIC": SELECT_METRICS,
     }
 
 
@@ -593,6 +662,21 @@ def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
         (cfg.MODEL.DROP_BLOCK_SIZE >= 1 and cfg.MODEL.DROP_BLOCK_SIZE % 2 == 1,
          f"MODEL.DROP_BLOCK_SIZE must be an odd number of pixels, e.g. 7; got {cfg.MODEL.DROP_BLOCK_SIZE}"),
         (len(cfg.SUBMISSION.HEADER.split(",")) == 2, "SUBMISSION.HEADER must name two columns, e.g. Id,Category"),
+        (len(cfg.SUBMISSION.VERIFY_HEADER.split(",")) == 2,
+         "SUBMISSION.VERIFY_HEADER must name two columns, e.g. Id,Category"),
+        (cfg.MODEL.EMBED_DIM >= 0, "MODEL.EMBED_DIM must be 0 (the pooled features) or a width such as 512"),
+        (not (cfg.MODEL.EMBED_DIM and cfg.MODEL.AUX_LOGITS),
+         "MODEL.AUX_LOGITS cannot be combined with MODEL.EMBED_DIM: the auxiliary heads bypass the embedding; "
+         "switch one off"),
+        (cfg.DATA.IMAGES_PER_CLASS >= 1, "DATA.IMAGES_PER_CLASS must be at least 1"),
+        (cfg.DATA.SAMPLER != "pk" or cfg.DATA.BATCH_SIZE % cfg.DATA.IMAGES_PER_CLASS == 0,
+         f"DATA.SAMPLER pk fills each batch with DATA.IMAGES_PER_CLASS = {cfg.DATA.IMAGES_PER_CLASS} images of "
+         f"each class, so DATA.BATCH_SIZE ({cfg.DATA.BATCH_SIZE}) must be a multiple of it"),
+        (cfg.TEST.VERIFY_NUM_PAIRS >= 0, "TEST.VERIFY_NUM_PAIRS must be 0 (none) or more"),
+        (0.0 < cfg.TEST.VERIFY_FAR < 1.0, "TEST.VERIFY_FAR must be a false accept rate in (0, 1), e.g. 1e-3"),
+        (cfg.TEST.SELECT_METRIC == "val_acc1" or cfg.TEST.VERIFY_NUM_PAIRS > 0 or bool(cfg.DATA.VERIFY_PAIRS),
+         f"TEST.SELECT_METRIC {cfg.TEST.SELECT_METRIC} needs verification pairs scored every epoch; set "
+         f"TEST.VERIFY_NUM_PAIRS (e.g. 3000) or DATA.VERIFY_PAIRS, or select on val_acc1"),
         (cfg.SAVE_FREQ >= 1, "SAVE_FREQ must be at least 1"),
         (cfg.PRINT_FREQ >= 1, "PRINT_FREQ must be at least 1"),
     ]
@@ -624,6 +708,10 @@ def _train_checks(cfg: CN) -> list[tuple[bool, str]]:
          "TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START must be in (0, 1)"),
         (cfg.TRAIN.LR_SCHEDULER.PATIENCE >= 0, "TRAIN.LR_SCHEDULER.PATIENCE must be 0 or more epochs"),
         (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2, "TRAIN.OPTIMIZER.BETAS must hold two numbers, e.g. (0.9, 0.999)"),
+        (cfg.TRAIN.ARCFACE.SCALE > 0 and cfg.TRAIN.COSFACE.SCALE > 0,
+         "TRAIN.ARCFACE.SCALE and TRAIN.COSFACE.SCALE must be positive, e.g. 64"),
+        (cfg.TRAIN.ARCFACE.MARGIN >= 0 and cfg.TRAIN.COSFACE.MARGIN >= 0 and cfg.TRAIN.TRIPLET.MARGIN >= 0,
+         "TRAIN.ARCFACE.MARGIN, TRAIN.COSFACE.MARGIN and TRAIN.TRIPLET.MARGIN must be 0 or more"),
     ]
 
 
@@ -671,6 +759,23 @@ def _check_values(cfg: CN) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    _check_loss(cfg)
+
+
+def _check_loss(cfg: CN) -> None:
+    """TRAIN.LOSS's terms, and the settings the metric terms cannot work with."""
+    from models.losses import parse_loss_terms
+    terms = [name for name, _ in parse_loss_terms(cfg.TRAIN.LOSS, cfg.TRAIN.LOSS_WEIGHTS)]
+    metric_terms = [name for name in terms if name != "ce"]
+    if "triplet" in terms and cfg.DATA.SAMPLER != "pk":
+        raise UserError("TRAIN.LOSS triplet needs batches holding several images of each class; set DATA.SAMPLER pk "
+                        "(and DATA.IMAGES_PER_CLASS, e.g. 4)")
+    if metric_terms and (cfg.AUG.MIXUP > 0 or cfg.AUG.CUTMIX > 0):
+        raise UserError(f"TRAIN.LOSS {metric_terms[0]} needs each image's own label, which AUG.MIXUP and AUG.CUTMIX "
+                        f"blend; set them to 0, or use TRAIN.LOSS ce")
+    if metric_terms and cfg.MODEL.AUX_LOGITS:
+        raise UserError(f"TRAIN.LOSS {metric_terms[0]} trains the embedding, which MODEL.AUX_LOGITS' auxiliary "
+                        f"heads bypass; set MODEL.AUX_LOGITS False")
     device = cfg.DEVICE
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
         raise UserError(f"DEVICE must be auto, cpu, cuda or cuda:N, got {device!r}")

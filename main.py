@@ -4,8 +4,8 @@ The recipe, top to bottom: parse the config, build the model, optimizer and data
 val pass every epoch (checkpointing, plotting and summarising as it goes), then report on the
 val split and predict the test split with the best checkpoint.
 
-Other modes: `--eval` / `--predict` from any checkpoint, `--throughput` (images/s against batch
-size until out of memory), `--lr-find` (LR range test) and `--list-models`.
+Other modes: `--eval` / `--predict` / `--export-embeddings` from any checkpoint, `--throughput`
+(images/s against batch size until out of memory), `--lr-find` (LR range test) and `--list-models`.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from contextlib import nullcontext
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Iterable
@@ -32,11 +33,13 @@ from tqdm import tqdm
 
 from config import changed_from_defaults, flatten, get_config
 from data import Loaders, build_loader
+from data.dataset import NO_LABEL
 from data.normalize import Normalize
 from data.mix import BatchMixer, build_batch_mixer
 from data.sampler import ShardSampler
 from models import build_model, list_models
-from models.build import resolve_num_classes
+from models.build import build_loss, resolve_num_classes
+from models.losses import TrainingLoss
 from models.complexity import count_macs, count_parameters, format_count
 from optimizer import build_optimizer, build_scheduler, load_scheduler_state, lr_at_current_step
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -47,13 +50,15 @@ from utils.distributed import (World, broadcast_from_main, close_world, device_f
 from utils.errors import UserError
 from utils.logger import create_logger
 from utils.lr_finder import MAX_LR, MIN_LR, lr_range_test
+from utils.embeddings import embed_items, similarities_of_pairs, write_embeddings
 from utils.metrics import ClassificationMeter
-from utils.plots import lr_find_figure, save_figure, throughput_figure
+from utils.plots import lr_find_figure, roc_figure, save_figure, throughput_figure
 from utils.preemption import Preempted, StopRequest, signal_name
 from utils.resume import RESUMABLE_KEYS, describe_change, differing_keys, may_change_on_resume
 from utils.run_dir import (BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, latest_run_with_checkpoint,
                            new_timestamped_dir, plan_run_dir)
-from utils.submission import write_submission
+from utils.selection import BestSoFar, format_score
+from utils.submission import write_submission, write_verify_submission
 from utils.throughput import default_batch_sizes, scan_throughput
 from utils.tracking import RunTracker, WandbRun
 from utils.train_step import backward, forward, optimizer_step
@@ -61,11 +66,15 @@ from utils.tta import num_views, tta_log_probs
 from utils.update_guard import UpdateGuard
 from utils.weight_averaging import WEIGHT_LABELS, ExponentialMovingAverage, StochasticWeightAveraging, eval_weights
 from utils.val_report import ValPredictions, grid_indices, write_val_report
+from utils.verification import VerificationResult, verification_metrics
 
 # Keys that fix a checkpoint's architecture and what its outputs mean: --eval and --predict
 # refuse a config that changes them.
 CHECKPOINT_IDENTITY_KEYS = ("MODEL.NAME", "MODEL.NUM_CLASSES", "MODEL.STEM", "MODEL.WIDTH_MULT", "MODEL.AUX_LOGITS",
-                            "MODEL.CONVNEXT.NORM", "DATA.DATASET", "DATA.IMG_SIZE")
+                            "MODEL.CONVNEXT.NORM", "MODEL.EMBED_DIM", "DATA.DATASET", "DATA.IMG_SIZE",
+                            "DATA.HOLDOUT_CLASSES")
+# Splits --export-embeddings reads (train images would come augmented, so train is not one).
+EXPORT_SPLITS = ("val", "test", "holdout")
 # Largest batch of the default --throughput scan on CPU, which never runs out of memory first.
 CPU_MAX_BATCH = 256
 # Largest batch of the default --throughput scan on CUDA when it has not run out of memory by then.
@@ -102,6 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "into an eval-<time> folder beside it")
     parser.add_argument("--predict", action="store_true",
                         help="write submission.csv from the --resume checkpoint into an eval-<time> folder beside it")
+    parser.add_argument("--export-embeddings", metavar="SPLIT", choices=EXPORT_SPLITS,
+                        help="write the L2-normalised embeddings of the --resume checkpoint for a split "
+                             f"({', '.join(EXPORT_SPLITS)}), with their ids and labels, to embeddings_SPLIT.h5 in an "
+                             "eval-<time> folder beside it")
     parser.add_argument("--device", help="DEVICE: auto, cpu, cuda or cuda:N")
     parser.add_argument("--throughput", action="store_true",
                         help="time training steps at growing batch sizes until out of memory; writes "
@@ -119,7 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE pairs applied last, e.g. --opts TRAIN.LR 1e-3 TRAIN.EPOCHS 10")
     args = parser.parse_args(argv)
-    modes = [name for name, chosen in (("--eval/--predict", args.eval or args.predict),
+    modes = [name for name, chosen in (("--eval/--predict/--export-embeddings",
+                                        args.eval or args.predict or args.export_embeddings),
                                        ("--throughput", args.throughput), ("--lr-find", args.lr_find)) if chosen]
     if len(modes) > 1:
         parser.error(f"{' and '.join(modes)} cannot be combined; run them one at a time")
@@ -191,10 +205,11 @@ class TrainingParts:
     parameters: int
     macs: int
     ddp: DistributedDataParallel | None = None  # the DDP wrapper under torchrun, for no_sync()
-    train_criterion: nn.Module | None = None  # with label smoothing; `criterion` (plain) scores val
+    train_criterion: TrainingLoss | None = None  # TRAIN.LOSS (label smoothing, metric terms); `criterion` scores val
     mix: BatchMixer | None = None  # mixup / cutmix of each train batch
     tta: str = "none"  # TEST.TTA: the test-time augmentation of the final val report and the predictions
     ema: ExponentialMovingAverage | None = None  # TRAIN.EMA: updated after every optimizer update
+    verify_far: float = 1e-3  # TEST.VERIFY_FAR, the false accept rate verify_tar is read at
 
 
 def build_training_parts(cfg, device: torch.device, world: World = World()) -> TrainingParts:
@@ -210,7 +225,9 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
     if macs is None:
         raise UserError(f"{cfg.MODEL.NAME} cannot take {cfg.DATA.IMG_SIZE} px images (its feature maps shrink to "
                         f"nothing); raise DATA.IMG_SIZE, or try MODEL.STEM cifar if the model has that stem")
-    optimizer = build_optimizer(cfg, model)
+    train_criterion = build_loss(cfg, model)
+    # The loss's own parameters (ArcFace's and CosFace's class centres) train with the model.
+    optimizer = build_optimizer(cfg, model, train_criterion)
     loaders = build_loader(cfg, world.rank, world.size, device)
     if cfg.SUBMISSION.ID == "file" and loaders.test_ids is None:
         raise UserError(f"SUBMISSION.ID file names each row by its test image's file, but the test images of "
@@ -225,11 +242,12 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
 
     forward_model = setup.place(model, wrap=wrap_in_ddp if world.distributed else None)
     normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
+    train_criterion.to(device)
     mix = build_batch_mixer(cfg.AUG.MIXUP, cfg.AUG.CUTMIX, cfg.AUG.MIX_PROB, cfg.AUG.MIX_SWITCH_PROB,
                             loaders.num_classes)
     return TrainingParts(model, forward_model, normalize, optimizer, setup.grad_scaler(), setup, loaders,
                          nn.CrossEntropyLoss(), parameters, macs, wrappers[0] if wrappers else None,
-                         nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING), mix, tta=cfg.TEST.TTA)
+                         train_criterion, mix, tta=cfg.TEST.TTA, verify_far=cfg.TEST.VERIFY_FAR)
 
 
 def plan_epoch(num_batches: int, accumulation_steps: int, max_steps: int) -> tuple[int, int]:
@@ -469,7 +487,8 @@ def checkpoint_path_from(cfg) -> str:
         best = os.path.join(run_dir, BEST_CHECKPOINT)
         path = best if os.path.isfile(best) else os.path.join(run_dir, LAST_CHECKPOINT)
     if not path:
-        raise UserError("--eval and --predict need a checkpoint: pass --resume PATH (or --resume auto)")
+        raise UserError("--eval, --predict and --export-embeddings need a checkpoint: pass --resume PATH "
+                        "(or --resume auto)")
     return path
 
 
@@ -483,9 +502,45 @@ def check_config_matches_checkpoint(cfg, stored_cfg, path: str) -> None:
                         f"{', '.join(differing)}; leave out --cfg (and those --opts) to use the checkpoint's own")
 
 
-def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write_predictions: bool) -> None:
-    """--eval and --predict: score the val split and/or predict the test split with a checkpoint,
-    writing into an eval-<time> folder beside it. Without --cfg, the checkpoint's config is used."""
+def check_classes_match(checkpoint: dict, path: str, data_path: str, class_names: list[str]) -> None:
+    """UserError when the checkpoint was trained on other classes than the data's `class_names`."""
+    trained_classes = checkpoint.get("class_names")
+    if trained_classes is not None and trained_classes != class_names:
+        def listed(names: list[str]) -> str:
+            return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+        raise UserError(f"{path} was trained on the classes {listed(trained_classes)} but {data_path} "
+                        f"holds {listed(class_names)}; point DATA.DATA_PATH at the data the checkpoint was trained on")
+
+
+def export_embeddings(parts: TrainingParts, split: str, out_dir: str, logger) -> str:
+    """--export-embeddings: the L2-normalised embeddings of a split's images, with their ids and
+    labels, into `out_dir`/embeddings_<split>.h5 (utils.embeddings.write_embeddings)."""
+    loaders = parts.loaders
+    datasets = {"val": loaders.val_dataset, "test": loaders.test_dataset, "holdout": loaders.holdout_dataset}
+    dataset = datasets[split]
+    if dataset is None:
+        raise UserError("--export-embeddings holdout needs DATA.HOLDOUT_CLASSES, which this config leaves empty; "
+                        "export val or test")
+    items = np.arange(len(dataset))
+    embeddings = embed_items(parts.model, parts.normalize, partial(loaders.make_loader, split), items, parts.setup,
+                             parts.tta)
+    store_ids = loaders.test_ids if split == "test" else getattr(dataset.store, "ids", None)
+    ids = ([store_ids[int(i)] for i in dataset.indices] if split != "test" and store_ids is not None
+           else store_ids if store_ids is not None else [str(int(i)) for i in items])
+    labels = dataset.labels[dataset.indices] if dataset.labels is not None else np.full(len(items), NO_LABEL)
+    path = os.path.join(out_dir, f"embeddings_{split}.h5")
+    write_embeddings(path, embeddings, labels, ids, split)
+    logger.info("%d %s embeddings of %d dimensions written to %s", len(embeddings), split, embeddings.shape[1], path)
+    return path
+
+
+def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write_predictions: bool,
+                        export_split: str | None = None) -> None:
+    """--eval, --predict and --export-embeddings: score the val split (and the verification
+    pairs), predict the test split (and the verification test pairs), or export a split's
+    embeddings with a checkpoint, writing into an eval-<time> folder beside it. Without --cfg,
+    the checkpoint's config is used."""
     logger = create_logger(None)
     path = checkpoint_path_from(cfg)
     checkpoint = load_checkpoint(path)
@@ -498,14 +553,7 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
     cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
     cfg.freeze()
     parts = build_training_parts(cfg, resolve_device(cfg.DEVICE))
-    trained_classes = checkpoint.get("class_names")
-    if trained_classes is not None and trained_classes != parts.loaders.class_names:
-        def listed(names: list[str]) -> str:
-            return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-
-        raise UserError(f"{path} was trained on the classes {listed(trained_classes)} but {cfg.DATA.DATA_PATH} "
-                        f"holds {listed(parts.loaders.class_names)}; point DATA.DATA_PATH at the data the "
-                        f"checkpoint was trained on")
+    check_classes_match(checkpoint, path, cfg.DATA.DATA_PATH, parts.loaders.class_names)
     weights = load_model_weights(parts.model, checkpoint, path, cfg, best_scoring=True)
     if weights != "model":
         logger.info("using the checkpoint's %s weights, which scored best on val", WEIGHT_LABELS[weights])
@@ -516,12 +564,16 @@ def run_from_checkpoint(args: argparse.Namespace, cfg, evaluate_val: bool, write
         metrics, _ = report_on_val(parts, out_dir)
         logger.info("%s on %s val (%d images)%s: loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
                     len(parts.loaders.val_dataset), with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"])
+        report_verification(parts, out_dir, logger, weights)
     if write_predictions:
         predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup,
                               tta=parts.tta)
         write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
                          **submission_columns(cfg, parts.loaders))
         logger.info("%d test predictions of %s written%s", len(predictions), path, with_tta)
+        predict_verification(cfg, parts, out_dir, logger)
+    if export_split:
+        export_embeddings(parts, export_split, out_dir, logger)
     log_outputs(logger, out_dir)
 
 
@@ -617,48 +669,6 @@ def config_for_resume(args: argparse.Namespace, cfg, checkpoint: dict, path: str
     return resumed, notes
 
 
-def best_of(scores: dict[str, dict], best_acc1: float | None) -> tuple[str, bool]:
-    """(the weights with the highest val acc@1, the first of them on a tie; whether that beats
-    `best_acc1`). The first epoch of a run is its best so far, even at 0% accuracy."""
-    name = max(scores, key=lambda key: scores[key]["acc1"])
-    return name, best_acc1 is None or scores[name]["acc1"] > best_acc1
-
-
-@dataclass
-class BestSoFar:
-    """A run's best val acc@1 and the weights (model, ema, swa) that reached it, the epochs since
-    (for TRAIN.EARLY_STOP_PATIENCE), and which weights scored best in the last epoch scored
-    (what --eval of that epoch's checkpoint uses). Kept in every checkpoint."""
-    acc1: float | None = None
-    weights: str = "model"
-    epochs_since: int = 0
-    last_epoch_weights: str = "model"
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "BestSoFar":
-        return cls(checkpoint["best_acc1"], checkpoint.get("best_weights") or "model",
-                   checkpoint.get("epochs_since_best", 0), checkpoint.get("eval_weights") or "model")
-
-    def checkpoint_fields(self) -> dict:
-        return {"best_acc1": self.acc1, "best_weights": self.weights, "epochs_since_best": self.epochs_since,
-                "eval_weights": self.last_epoch_weights}
-
-    def ends_run_unless_improved(self, scores: dict[str, dict], patience: int) -> bool:
-        """Whether early stopping ends the run after an epoch with `scores`, unless a later
-        contender (the SWA weights) beats the best."""
-        return not best_of(scores, self.acc1)[1] and 0 < patience <= self.epochs_since + 1
-
-    def record(self, scores: dict[str, dict]) -> bool:
-        """Take an epoch's val scores; returns whether they set a new best."""
-        self.last_epoch_weights, is_best = best_of(scores, self.acc1)
-        if is_best:
-            self.acc1, self.weights, self.epochs_since = scores[self.last_epoch_weights]["acc1"], \
-                self.last_epoch_weights, 0
-        else:
-            self.epochs_since += 1
-        return is_best
-
-
 @dataclass
 class StartingPoint:
     """Where training starts: from a checkpoint, or from TRAIN.START_EPOCH."""
@@ -682,8 +692,9 @@ def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(cfg.TRAIN.START_EPOCH * steps_per_epoch):
                 scheduler.step()
-        return StartingPoint(cfg.TRAIN.START_EPOCH)
+        return StartingPoint(cfg.TRAIN.START_EPOCH, BestSoFar(cfg.TEST.SELECT_METRIC))
     parts.optimizer.load_state_dict(checkpoint["optimizer"])
+    parts.train_criterion.load_state_dict(checkpoint.get("loss") or {})
     load_scheduler_state(scheduler, checkpoint["scheduler"])
     # The schedule is this config's (TRAIN.EPOCHS may have changed): apply it from the current step.
     for group, lr in zip(parts.optimizer.param_groups, lr_at_current_step(scheduler) or []):
@@ -699,10 +710,10 @@ def restore_training_state(plan: RunPlan, parts: TrainingParts, scheduler, steps
     if os.path.dirname(os.path.abspath(plan.resume_path)) != os.path.abspath(plan.run_dir):
         logger.info("started from %s as a new run (its own best.pth and W&B run): continuing with %s",
                     plan.resume_path, where)
-        return StartingPoint(epoch, progress=progress)
+        return StartingPoint(epoch, BestSoFar(cfg.TEST.SELECT_METRIC), progress=progress)
     best = BestSoFar.from_checkpoint(checkpoint)
-    logger.info("resumed from %s: continuing with %s (best val acc@1 so far %s)", plan.resume_path, where,
-                f"{best.acc1:.2f}%" if best.acc1 is not None else "none yet")
+    logger.info("resumed from %s: continuing with %s (best %s so far %s)", plan.resume_path, where, best.label,
+                format_score(best.score, best.metric) if best.score is not None else "none yet")
     return StartingPoint(epoch, best, checkpoint["wandb_id"], progress)
 
 
@@ -714,20 +725,26 @@ def loop_settings(cfg, train_batches: int) -> tuple[LoopSettings, int]:
                         cfg.TRAIN.MAX_NONFINITE), steps_per_epoch
 
 
-def epoch_line(epoch: int, epochs: int, train_stats: dict, scores: dict[str, dict], best_acc1: float,
-               best_weights: str, mixing: bool = False) -> str:
+def epoch_line(epoch: int, epochs: int, train_stats: dict, scores: dict[str, dict], best: BestSoFar,
+               mixing: bool = False) -> str:
     """The log line that closes an epoch: train stats, then the val scores of the trained
-    weights and of their EMA and SWA when they exist. With mixup/cutmix, train acc@1 is on each
-    image's dominant label, and says so."""
+    weights and of their EMA and SWA when they exist, with their verification scores when pairs
+    are scored. With mixup/cutmix, train acc@1 is on each image's dominant label, and says so."""
     skipped = train_stats["nonfinite_updates"]
+
+    def scored(stats: dict) -> str:
+        verify = (f" verify AUC {stats['verify_auc']:.4f} EER {100 * stats['verify_eer']:.2f}%"
+                  if "verify_auc" in stats else "")
+        return f"val loss {stats['loss']:.4f} acc@1 {stats['acc1']:.2f}%{verify}"
+
     val = scores["model"]
-    averages = "".join(f" | {WEIGHT_LABELS[name]} val loss {stats['loss']:.4f} acc@1 {stats['acc1']:.2f}%"
-                       for name, stats in scores.items() if name != "model")
-    best_of = f" ({WEIGHT_LABELS[best_weights]} weights)" if len(scores) > 1 or best_weights != "model" else ""
+    averages = "".join(f" | {WEIGHT_LABELS[name]} {scored(stats)}" for name, stats in scores.items() if name != "model")
+    best_of = f" ({WEIGHT_LABELS[best.weights]} weights)" if len(scores) > 1 or best.weights != "model" else ""
+    verify = f" verify AUC {val['verify_auc']:.4f} EER {100 * val['verify_eer']:.2f}%" if "verify_auc" in val else ""
     return (f"epoch {epoch + 1}/{epochs}  train loss {train_stats['train_loss']:.4f} "
             f"acc@1{' (dominant label)' if mixing else ''} "
             f"{train_stats['train_acc1']:.2f}% | val loss {val['loss']:.4f} acc@1 {val['acc1']:.2f}% "
-            f"acc@5 {val['acc5']:.2f}%{averages} | best {best_acc1:.2f}%{best_of} | "
+            f"acc@5 {val['acc5']:.2f}%{verify}{averages} | best {best.describe()}{best_of} | "
             f"{train_stats['epoch_time']:.1f}s, {train_stats['images_per_sec']:.0f} img/s"
             + (f" | {skipped} updates skipped for a NaN/Inf loss" if skipped else ""))
 
@@ -748,12 +765,31 @@ def build_weight_averages(cfg, parts: TrainingParts, checkpoint: dict | None) ->
     return swa
 
 
+def verify_pairs_with(module: nn.Module, parts: TrainingParts, tta: str) -> VerificationResult:
+    """Verification scores of `module` (a plain ImageClassifier) on the labelled pairs
+    (DATA.VERIFY_PAIRS, or drawn by TEST.VERIFY_NUM_PAIRS)."""
+    pairs = parts.loaders.verify_pairs
+    similarities = similarities_of_pairs(module, parts.normalize, partial(parts.loaders.make_loader, pairs.split),
+                                         pairs.first, pairs.second, parts.setup, tta)
+    return verification_metrics(similarities, pairs.same, parts.verify_far)
+
+
+def score_weights(parts: TrainingParts, module: nn.Module, tta: str, plain_module: nn.Module | None = None) -> dict:
+    """Val metrics of `module` (loss, acc1, acc5), and with verification pairs also its verify_*
+    metrics and their VerificationResult ("verification"); `plain_module` is `module` without its
+    DDP or torch.compile wrapper, whose embeddings verification reads."""
+    stats = evaluate(module, parts.normalize, parts.loaders.val_loader, parts.criterion, parts.setup, tta=tta)
+    if parts.loaders.verify_pairs is not None:
+        result = verify_pairs_with(plain_module or module, parts, tta)
+        stats.update(result.metrics(), verification=result)
+    return stats
+
+
 def score_on_val(parts: TrainingParts, tta: str) -> dict[str, dict]:
-    """{"model": val metrics of the trained weights, "ema": of their EMA (with TRAIN.EMA)}."""
-    loader = parts.loaders.val_loader
-    scores = {"model": evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup, tta=tta)}
+    """{"model": val scores of the trained weights, "ema": of their EMA (with TRAIN.EMA)}."""
+    scores = {"model": score_weights(parts, parts.forward_model, tta, parts.model)}
     if parts.ema is not None:
-        scores["ema"] = evaluate(parts.ema.module, parts.normalize, loader, parts.criterion, parts.setup, tta=tta)
+        scores["ema"] = score_weights(parts, parts.ema.module, tta)
     return scores
 
 
@@ -771,7 +807,7 @@ def finish_swa(swa: StochasticWeightAveraging, parts: TrainingParts, loop: LoopS
     shared = broadcast_from_main({name: buffer.cpu() for name, buffer in module.named_buffers()})
     for name, buffer in module.named_buffers():
         buffer.copy_(shared[name])
-    return evaluate(module, parts.normalize, parts.loaders.val_loader, parts.criterion, parts.setup, tta=tta)
+    return score_weights(parts, module, tta)
 
 
 def score_epoch(parts: TrainingParts, swa: StochasticWeightAveraging | None, loop: LoopSettings, epoch: int,
@@ -786,9 +822,23 @@ def score_epoch(parts: TrainingParts, swa: StochasticWeightAveraging | None, loo
 
 
 def score_metrics(scores: dict[str, dict]) -> dict[str, float]:
-    """The val scores as metrics: val_loss, val_acc1, val_acc5, and the same with _ema / _swa."""
-    return {f"val_{metric}{'' if name == 'model' else '_' + name}": stats[metric]
-            for name, stats in scores.items() for metric in ("loss", "acc1", "acc5")}
+    """The val scores as metrics: val_loss, val_acc1, val_acc5, the verify_* metrics when pairs
+    are scored, and the same with _ema / _swa."""
+    return {f"{metric if metric.startswith('verify_') else 'val_' + metric}{'' if name == 'model' else '_' + name}":
+            value for name, stats in scores.items() for metric, value in stats.items()
+            if metric in ("loss", "acc1", "acc5") or metric.startswith("verify_")}
+
+
+def write_roc(run_dir: str, scores: dict[str, dict]) -> str | None:
+    """roc.png in `run_dir`: the ROC curve of every set of weights scored on verification pairs;
+    returns its path, or None when no pairs were scored."""
+    curves = {WEIGHT_LABELS[name]: (stats["verification"].fpr, stats["verification"].tpr, stats["verify_auc"],
+                                    stats["verify_eer"]) for name, stats in scores.items() if "verification" in stats}
+    if not curves:
+        return None
+    path = os.path.join(run_dir, "roc.png")
+    save_figure(roc_figure(curves), path)
+    return path
 
 
 def training_state(cfg, parts: TrainingParts, scheduler, swa: StochasticWeightAveraging | None, epoch: int,
@@ -800,7 +850,8 @@ def training_state(cfg, parts: TrainingParts, scheduler, swa: StochasticWeightAv
             "config": cfg.dump(), "rng": capture_rng_state(), "wandb_id": wandb_id,
             "progress": asdict(progress) if progress else None, **best.checkpoint_fields(),
             "ema": parts.ema.state_dict() if parts.ema is not None else None,
-            "swa": swa.state_dict() if swa is not None else None, "class_names": parts.loaders.class_names}
+            "swa": swa.state_dict() if swa is not None else None, "class_names": parts.loaders.class_names,
+            "loss": parts.train_criterion.state_dict()}
 
 
 def begin_epoch(parts: TrainingParts, swa: StochasticWeightAveraging | None, epoch: int, first_sample: int) -> bool:
@@ -877,19 +928,20 @@ def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
                 scheduler.step_epoch({"val_loss": scores["model"]["loss"], "val_acc1": scores["model"]["acc1"]})
             tracker.log_epoch({"epoch": epoch, "lr": lr, **train_stats, **score_metrics(scores),
                                **peak_memory(device)})
-            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, scores, best.acc1, best.weights,
-                                   parts.mix is not None))
+            if world.is_main:
+                wandb_run.log_images({"roc": write_roc(run_dir, scores)}, epoch)
+            logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, scores, best, parts.mix is not None))
             if is_best and keep_best:
                 save(BEST_CHECKPOINT, epoch)
             stop_early = 0 < patience <= best.epochs_since
             if (epoch + 1) % cfg.SAVE_FREQ == 0 or epoch + 1 == cfg.TRAIN.EPOCHS or stop_early:
                 save(LAST_CHECKPOINT, epoch)
             if stop_early:
-                logger.info("early stop: val acc@1 has not improved for %d epochs (TRAIN.EARLY_STOP_PATIENCE)",
-                            best.epochs_since)
+                logger.info("early stop: %s has not improved for %d epochs (TRAIN.EARLY_STOP_PATIENCE)",
+                            best.label, best.epochs_since)
                 break
         averages = {"model": None, "ema": parts.ema, "swa": swa.average if swa is not None else None}
-        finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best.acc1, logger,
+        finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best, logger,
                    (best.last_epoch_weights, averages[best.last_epoch_weights]))
     tracker.set_status("finished")
     if world.is_main:
@@ -906,7 +958,38 @@ def remove_resume_checkpoint(run_dir: str, keep: str) -> None:
         os.remove(last_path)
 
 
-def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbRun, best_acc1: float | None,
+def report_verification(parts: TrainingParts, out_dir: str | None, logger, weights: str = "model") -> None:
+    """Score the labelled verification pairs with the weights in `parts.model` and TEST.TTA: a
+    log line, and their ROC curve in `out_dir`/roc.png (None: computed only, as on torchrun's
+    ranks other than 0), labelled with the `weights` loaded (model, ema, swa). Nothing without pairs."""
+    pairs = parts.loaders.verify_pairs
+    if pairs is None:
+        return
+    result = verify_pairs_with(parts.model, parts, parts.tta)
+    if out_dir:
+        curve = (result.fpr, result.tpr, result.auc, result.eer)
+        save_figure(roc_figure({f"{WEIGHT_LABELS[weights]} weights": curve}), os.path.join(out_dir, "roc.png"))
+    logger.info("verification on %d %s pairs: AUC %.4f, EER %.2f%%, TAR %.2f%% at FAR %g, accuracy %.2f%% at "
+                "similarity >= %.3f", len(pairs.first), pairs.split, result.auc, 100 * result.eer, 100 * result.tar,
+                result.far, 100 * result.accuracy, result.threshold)
+
+
+def predict_verification(cfg, parts: TrainingParts, out_dir: str | None, logger) -> None:
+    """verify_submission.csv in `out_dir` (None: computed only): the cosine similarity of every
+    unlabelled pair (DATA.VERIFY_TEST_PAIRS), with the weights in `parts.model` and TEST.TTA."""
+    pairs = parts.loaders.verify_test_pairs
+    if pairs is None:
+        return
+    similarities = similarities_of_pairs(parts.model, parts.normalize, partial(parts.loaders.make_loader, pairs.split),
+                                         pairs.first, pairs.second, parts.setup, parts.tta)
+    if out_dir:
+        ids = pairs.names if cfg.SUBMISSION.VERIFY_ID == "pair" else None
+        write_verify_submission(os.path.join(out_dir, "verify_submission.csv"), similarities,
+                                cfg.SUBMISSION.VERIFY_HEADER, ids)
+    logger.info("%d verification pair similarities written to verify_submission.csv", len(similarities))
+
+
+def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbRun, best: BestSoFar,
                logger, final_weights: tuple[str, nn.Module | None] = ("model", None)) -> None:
     """After the last epoch: the val report and submission.csv from the best checkpoint's
     best-scoring weights (trained, EMA or SWA), or, when SAVE.CHECKPOINTS keeps no best.pth, from
@@ -926,6 +1009,8 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbR
                    + ("" if name == "model" else f", their {WEIGHT_LABELS[name]} average, which scored best"))
     metrics, image_paths = report_on_val(parts, run_dir)
     predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup, tta=parts.tta)
+    report_verification(parts, run_dir, logger, name)
+    predict_verification(cfg, parts, run_dir, logger)
     if run_dir is None:
         return
     wandb_run.log_val_report(image_paths, metrics["predictions"].targets, metrics["predictions"].predicted,
@@ -933,10 +1018,10 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbR
     write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
                      **submission_columns(cfg, parts.loaders))
     wandb_run.finish()
-    best = f"{best_acc1:.2f}%" if best_acc1 is not None else "none (no epoch trained)"
+    best_score = best.describe(with_label=True) if best.score is not None else f"{best.label} none (no epoch trained)"
     tta = f", with TTA {parts.tta}" if parts.tta != "none" else ""
-    logger.info("best val acc@1 %s; val report and %d test predictions written with %s%s", best,
-                len(predictions), weights, tta)
+    logger.info("best %s; val report and %d test predictions written with %s%s", best_score, len(predictions),
+                weights, tta)
 
 
 def log_outputs(logger, folder: str) -> None:
@@ -1020,8 +1105,9 @@ def main(argv: list[str] | None = None) -> int:
             print_model_table(args.img_size)
             return 0
         cfg = config_from_args(args)
-        if cfg.EVAL_MODE or args.predict:
-            run_from_checkpoint(args, cfg, evaluate_val=cfg.EVAL_MODE, write_predictions=args.predict)
+        if cfg.EVAL_MODE or args.predict or args.export_embeddings:
+            run_from_checkpoint(args, cfg, evaluate_val=cfg.EVAL_MODE, write_predictions=args.predict,
+                                export_split=args.export_embeddings)
             return 0
         if args.throughput:
             run_throughput_scan(cfg, resolve_device(cfg.DEVICE), args.batch_sizes, args.max_batch)

@@ -35,11 +35,15 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias:
     return groups
 
 
-def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """TRAIN.OPTIMIZER.NAME over the model's trainable parameters, at TRAIN.LR."""
+def build_optimizer(cfg, model: nn.Module, loss: nn.Module | None = None) -> torch.optim.Optimizer:
+    """TRAIN.OPTIMIZER.NAME over the model's trainable parameters, and those of `loss` (ArcFace's
+    class centres, say), at TRAIN.LR."""
     opt = cfg.TRAIN.OPTIMIZER
     name = resolve_choice("TRAIN.OPTIMIZER.NAME", opt.NAME, OPTIMIZERS)
     groups = parameter_groups(model, cfg.TRAIN.WEIGHT_DECAY, cfg.TRAIN.DECAY_NORM_AND_BIAS)
+    # Class centres are weight matrices, and decay like the classifier they stand in for. Plain
+    # cross-entropy has none, so its optimizer state is what it was before losses had parameters.
+    groups[0]["params"] += [p for p in (loss.parameters() if loss is not None else ()) if p.requires_grad]
     lr, betas = cfg.TRAIN.LR, tuple(opt.BETAS)
     # The fastest implementation of each, measured on ResNet-18's parameters on the CPU
     # (BENCHMARKS.md): fused kernels where torch has them (on CUDA and CPU alike), foreach for

@@ -19,8 +19,11 @@ from data.batch_augment import BatchAugment
 from data.cache import CachedLoader, available_bytes, cache_split, cached_bytes, check_cache_fits
 from data.dataset import ImageDataset
 from data.device_loader import DeviceLoader
+from data.holdout import held_out_mask, kept_class_labels, kept_positions
 from data.registry import DataSource, Splits, get_dataset_spec
-from data.sampler import EpochShuffleSampler, ShardSampler
+from data.image_files import ImageFileStore
+from data.pairs import VerificationPairs, draw_pairs, read_pairs_file
+from data.sampler import ClassBalancedSampler, EpochShuffleSampler, ShardSampler, eligible_classes
 from data.transforms import INTERPOLATIONS, build_eval_transform, build_train_transform, unused_rand_augment_fields
 from utils.errors import UserError
 
@@ -41,9 +44,12 @@ def data_source(cfg) -> DataSource:
 
 
 def dataset_num_classes(cfg) -> int:
-    """How many classes DATA.DATASET has: fixed, or counted in the data at DATA.DATA_PATH."""
+    """How many classes the model learns: DATA.DATASET's (fixed, or counted in the data at
+    DATA.DATA_PATH) less DATA.HOLDOUT_CLASSES."""
     spec = get_dataset_spec(cfg.DATA.DATASET)
-    return spec.num_classes if spec.num_classes is not None else spec.count_classes(data_source(cfg))
+    count = spec.num_classes if spec.num_classes is not None else spec.count_classes(data_source(cfg))
+    # The held-out names are checked against the data when it is opened (data.holdout).
+    return count - len({str(name) for name in cfg.DATA.HOLDOUT_CLASSES})
 
 
 @dataclass
@@ -66,6 +72,9 @@ class Loaders:
     pipeline: str = ""  # for the log: where train images come from and where they are augmented
     test_ids: list[str] | None = None  # the test images' file ids, for data sets read from files
     notes: list[str] = field(default_factory=list)  # for the run's log: images left out, the cache
+    verify_pairs: VerificationPairs | None = None  # labelled pairs scored every epoch
+    verify_test_pairs: VerificationPairs | None = None  # unlabelled pairs for verify_submission.csv
+    holdout_dataset: ImageDataset | None = None  # DATA.HOLDOUT_CLASSES' train images, with their own labels
 
 
 def left_out_notes(splits: Splits) -> list[str]:
@@ -261,25 +270,95 @@ def describe_source(cache: str, device: torch.device, num_workers: int) -> str:
     return f"read by {num_workers} loader workers" if num_workers else "read in the main process"
 
 
-def split_datasets(cfg, splits: Splits, num_classes: int, train_transform: Callable | None,
+def split_datasets(cfg, splits: Splits, class_names: list[str], train_transform: Callable | None,
                    eval_transform: Callable | None) -> dict[str, ImageDataset]:
-    """{"train", "val", "test": ImageDataset}: val is DATA.VAL_SPLIT of train when set (train then
-    keeps the rest), else the data set's val split, else its test split; train is reduced to
-    DATA.TRAIN_SUBSET."""
+    """{"train", "val", "test"[, "holdout"]: ImageDataset}: val is DATA.VAL_SPLIT of train when set
+    (train then keeps the rest), else the data set's val split, else its test split; train is
+    reduced to DATA.TRAIN_SUBSET. With DATA.HOLDOUT_CLASSES, those classes' images leave every
+    split (the rest renumbered, data.holdout) and their train images form "holdout"."""
     train_store, train_labels = splits["train"]
     test_store, test_labels = splits["test"]
     if cfg.DATA.VAL_SPLIT > 0:
         train_indices, val_indices = split_train_val(len(train_store), cfg.DATA.VAL_SPLIT, cfg.SEED)
         val_store, val_labels = train_store, train_labels
     else:
-        train_indices, val_indices = np.arange(len(train_store)), None
+        train_indices = np.arange(len(train_store))
         val_store, val_labels = splits.get("val", splits["test"])
-    train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED)
+        val_indices = np.arange(len(val_store))
     if val_labels is None:
         raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
-    return {"train": ImageDataset(train_store, train_labels, num_classes, train_indices, train_transform),
-            "val": ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transform),
-            "test": ImageDataset(test_store, test_labels, num_classes, None, eval_transform)}
+    test_indices = np.arange(len(test_store))
+    num_classes, holdout = len(class_names), None
+    if cfg.DATA.HOLDOUT_CLASSES:
+        held_out = held_out_mask(class_names, cfg.DATA.HOLDOUT_CLASSES)
+        num_classes = int((~held_out).sum())
+        holdout = ImageDataset(train_store, train_labels, len(class_names),
+                               np.flatnonzero(held_out[train_labels]), eval_transform)
+        train_indices = kept_positions(train_indices, train_labels, held_out)
+        val_indices = kept_positions(val_indices, val_labels, held_out)
+        if test_labels is not None:
+            test_indices = kept_positions(test_indices, test_labels, held_out)
+            test_labels = kept_class_labels(test_labels, held_out)
+        # Relabelled after the val split is taken, so that it may share train's labels.
+        train_labels, val_labels = (kept_class_labels(labels, held_out) for labels in (train_labels, val_labels))
+    train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED)
+    datasets = {"train": ImageDataset(train_store, train_labels, num_classes, train_indices, train_transform),
+                "val": ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transform),
+                "test": ImageDataset(test_store, test_labels, num_classes, test_indices, eval_transform)}
+    if holdout is not None:
+        datasets["holdout"] = holdout
+    return datasets
+
+
+def build_train_sampler(cfg, train_dataset: ImageDataset, rank: int,
+                        world_size: int) -> tuple[EpochShuffleSampler | ClassBalancedSampler, str | None]:
+    """(the train sampler DATA.SAMPLER names, a note for the log or None)."""
+    if cfg.DATA.SAMPLER == "random":
+        return EpochShuffleSampler(len(train_dataset), cfg.SEED, rank, world_size), None
+    per_class = cfg.DATA.IMAGES_PER_CLASS
+    classes_per_batch = cfg.DATA.BATCH_SIZE // per_class
+    labels = train_dataset.labels[train_dataset.indices]
+    eligible = len(eligible_classes(labels, per_class))
+    if eligible < classes_per_batch * world_size:
+        raise UserError(f"DATA.SAMPLER pk fills each batch with {classes_per_batch} classes of "
+                        f"DATA.IMAGES_PER_CLASS = {per_class} images, but only {eligible} classes of the train split "
+                        f"have {per_class} images{f' for {world_size} processes' if world_size > 1 else ''}; "
+                        f"lower DATA.IMAGES_PER_CLASS or DATA.BATCH_SIZE")
+    sampler = ClassBalancedSampler(labels, classes_per_batch, per_class, cfg.SEED, rank, world_size)
+    note = (f"DATA.SAMPLER pk: batches of {classes_per_batch} classes x {per_class} images"
+            + (f"; {sampler.left_out_classes} classes with fewer images are left out" if sampler.left_out_classes
+               else ""))
+    return sampler, note
+
+
+def verification_pairs(cfg, datasets: dict[str, ImageDataset], stored_size: int, eval_transform: Callable | None
+                       ) -> tuple[VerificationPairs | None, VerificationPairs | None]:
+    """(the labelled pairs scored every epoch, the unlabelled pairs of the verification
+    submission), each None when not configured. Pairs files add the images they name to
+    `datasets` as the splits "verify" and "verify_test"; drawn pairs index the "holdout" split
+    (DATA.HOLDOUT_CLASSES), else "val"."""
+    def from_file(key: str, split: str, labelled: bool) -> VerificationPairs:
+        path = os.path.join(cfg.DATA.DATA_PATH, cfg.DATA[key])
+        pairs = read_pairs_file(path, cfg.DATA.DATA_PATH, labelled)
+        store = ImageFileStore([os.path.join(cfg.DATA.DATA_PATH, image) for image in pairs.images], stored_size,
+                               INTERPOLATIONS[cfg.DATA.INTERPOLATION])
+        datasets[split] = ImageDataset(store, None, datasets["train"].num_classes, None, eval_transform)
+        return VerificationPairs(split, pairs.first, pairs.second, pairs.same if labelled else None, pairs.names)
+
+    scored = None
+    if cfg.DATA.VERIFY_PAIRS:
+        scored = from_file("VERIFY_PAIRS", "verify", labelled=True)
+    elif cfg.TEST.VERIFY_NUM_PAIRS:
+        split = "holdout" if "holdout" in datasets else "val"
+        dataset = datasets[split]
+        try:
+            first, second, same = draw_pairs(dataset.labels[dataset.indices], cfg.TEST.VERIFY_NUM_PAIRS, cfg.SEED)
+        except ValueError as e:
+            raise UserError(f"TEST.VERIFY_NUM_PAIRS cannot draw pairs from the {split} split: {e}; verify on "
+                            f"another split, or set DATA.VERIFY_PAIRS") from None
+        scored = VerificationPairs(split, first, second, same, None)
+    submitted = from_file("VERIFY_TEST_PAIRS", "verify_test", labelled=False) if cfg.DATA.VERIFY_TEST_PAIRS else None
+    return scored, submitted
 
 
 def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Loaders:
@@ -299,15 +378,20 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     spec = get_dataset_spec(cfg.DATA.DATASET)
     img_size = cfg.DATA.IMG_SIZE
     splits, class_names = spec.load(data_source(cfg))
-    num_classes = len(class_names) if spec.num_classes is None else spec.num_classes
     stored_size = splits["train"][0].image_size
     augmentation = build_train_augmentation(cfg, stored_size, device)
     eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
 
-    datasets = split_datasets(cfg, splits, num_classes, augmentation.transform, eval_transform)
+    datasets = split_datasets(cfg, splits, class_names, augmentation.transform, eval_transform)
+    if cfg.DATA.HOLDOUT_CLASSES:
+        held_out = held_out_mask(class_names, cfg.DATA.HOLDOUT_CLASSES)
+        class_names = [name for name, out in zip(class_names, held_out) if not out]
+    verify_pairs, verify_test_pairs = verification_pairs(cfg, datasets, stored_size, eval_transform)
     train_dataset, val_dataset, test_dataset = datasets["train"], datasets["val"], datasets["test"]
+    num_classes = train_dataset.num_classes
     cache = cfg.DATA.CACHE
-    sizes = {"train": augmentation.input_size, "val": img_size, "test": img_size}
+    # Every split but train is read at the model's size.
+    sizes = {split: augmentation.input_size if split == "train" else img_size for split in datasets}
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
     # The cache is filled once, before training, on every core the loader workers would have had.
     cache_threads = resolve_num_workers(-1)
@@ -331,7 +415,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     shuffle_val = cfg.TEST.SHUFFLE and not cfg.TEST.SEQUENTIAL
     val_sampler, test_sampler = build_eval_samplers(len(val_dataset), len(test_dataset), shuffle_val, cfg.SEED,
                                                     rank, world_size)
-    train_sampler = EpochShuffleSampler(len(train_dataset), cfg.SEED, rank, world_size)
+    train_sampler, sampler_note = build_train_sampler(cfg, train_dataset, rank, world_size)
     # Dropping a ragged last batch keeps BatchNorm away from batches of one image.
     drop_last = len(train_sampler) > cfg.DATA.BATCH_SIZE
     return Loaders(
@@ -342,4 +426,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         num_classes=num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
         make_loader=make_loader,
         pipeline=f"train images {describe_source(cache, device, num_workers)}, {augmentation.description}",
-        test_ids=getattr(splits["test"][0], "ids", None), notes=left_out_notes(splits) + ([cache_note] if cache_note else []))
+        test_ids=getattr(splits["test"][0], "ids", None),
+        notes=left_out_notes(splits) + [note for note in (cache_note, sampler_note) if note],
+        verify_pairs=verify_pairs, verify_test_pairs=verify_test_pairs,
+        holdout_dataset=datasets.get("holdout"))

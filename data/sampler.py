@@ -45,7 +45,35 @@ def _check_rank(rank: int, world_size: int) -> None:
         raise ValueError(f"rank {rank} is not in 0..world_size-1 for world_size {world_size}")
 
 
-class EpochShuffleSampler(Sampler[tuple[int, int]]):
+class EpochSampler(Sampler[tuple[int, int]]):
+    """What the train samplers share: the epoch whose order they yield (`set_epoch`), and the
+    position in it that a resumed run starts from (`set_start`), for one rank of `world_size`."""
+
+    def __init__(self, seed: int, rank: int = 0, world_size: int = 1):
+        _check_rank(rank, world_size)
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Yield the order of `epoch` from the next iteration on, from its first item."""
+        self.epoch = epoch
+        self.start = 0
+
+    def set_start(self, position: int) -> None:
+        """Skip the first `position` items of this rank's epoch, to resume in the middle of it.
+
+        Holds for every iteration until the next `set_epoch`. A multiple of the batch size keeps
+        the batches those of the uninterrupted epoch.
+        """
+        if not 0 <= position <= len(self):
+            raise ValueError(f"start position {position} is outside 0..{len(self)}")
+        self.start = position
+
+
+class EpochShuffleSampler(EpochSampler):
     """One process's share of a random permutation of range(length), reseeded by `set_epoch`.
 
     Yields `(index, sample_seed)`. Rank r of `world_size` takes every world_size-th item of the
@@ -54,28 +82,8 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
     """
 
     def __init__(self, length: int, seed: int, rank: int = 0, world_size: int = 1):
-        _check_rank(rank, world_size)
+        super().__init__(seed, rank, world_size)
         self.length = length
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Shuffle for `epoch` from the next iteration on, from its first item."""
-        self.epoch = epoch
-        self.start = 0
-
-    def set_start(self, position: int) -> None:
-        """Skip the first `position` items of this epoch's order, to resume in the middle of it.
-
-        Holds for every iteration until the next `set_epoch`. A multiple of the batch size keeps
-        the batches those of the uninterrupted epoch.
-        """
-        if not 0 <= position <= len(self):
-            raise ValueError(f"start position {position} is outside 0..{len(self)}")
-        self.start = position
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         permutation_seed, epoch_seed = _epoch_seeds(self.seed, self.epoch)
@@ -85,6 +93,97 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
 
     def __len__(self) -> int:
         return self.length // self.world_size
+
+
+# Two 32-bit words, [0, 1], as SeedSequence reads it: [seed, epoch] and batch_seed's
+# [seed, epoch, batch_index] are zero-padded single words, so none of them mixes to these seeds.
+_CLASS_BALANCED_STREAM = 2**32
+
+
+def _class_balanced_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """(draw seed, epoch seed) of `ClassBalancedSampler` for `epoch` of a run seeded with `seed`."""
+    sequence = np.random.SeedSequence([seed, epoch, _CLASS_BALANCED_STREAM])
+    draw_seed, epoch_seed = sequence.generate_state(2, np.uint64).tolist()
+    return draw_seed, epoch_seed & (2**63 - 1)
+
+
+def _distinct_draws(rng: np.random.Generator, population_sizes: np.ndarray, count: int) -> np.ndarray:
+    """(len(population_sizes), count) integers: row i holds `count` distinct draws from
+    range(population_sizes[i]), a uniform random subset in random order."""
+    # Floyd's algorithm, one step per column for all rows at once: the loop runs `count` times,
+    # never once per row.
+    draws = np.empty((len(population_sizes), count), dtype=np.int64)
+    for column in range(count):
+        top = population_sizes - count + column
+        candidates = rng.integers(0, top + 1)
+        taken = (draws[:, :column] == candidates[:, None]).any(axis=1)
+        draws[:, column] = np.where(taken, top, candidates)
+    return rng.permuted(draws, axis=1)
+
+
+def eligible_classes(labels: Sequence[int] | np.ndarray, images_per_class: int) -> np.ndarray:
+    """The classes of `labels`, sorted, that have at least `images_per_class` images."""
+    classes, sizes = np.unique(np.asarray(labels), return_counts=True)
+    return classes[sizes >= images_per_class]
+
+
+class ClassBalancedSampler(EpochSampler):
+    """P x K batches for metric learning: `classes_per_batch` (P) distinct classes, and
+    `images_per_class` (K) distinct images of each, grouped class by class.
+
+    Batch-hard triplet mining needs, for every anchor, K - 1 positives of its class and negatives
+    of P - 1 others in the same batch, which uniform shuffling does not promise. A loader with
+    batch size P * K batches the yielded `(index, sample_seed)` pairs into these batches.
+
+    Only classes with at least K images are drawn; `left_out_classes` counts the others. An epoch
+    holds `num_batches` global batches, as many as cover the eligible images once on average;
+    an image may be drawn in several of them, so `sample_seed` follows the item's position in the
+    epoch, not its index. Global batch b holds P * world_size classes drawn without replacement,
+    and rank r takes its classes r, r + world_size, ...: batch k of all ranks together is then
+    batch k of a single process with world_size times more classes per batch.
+    """
+
+    def __init__(self, labels: Sequence[int] | np.ndarray, classes_per_batch: int, images_per_class: int,
+                 seed: int, rank: int = 0, world_size: int = 1):
+        super().__init__(seed, rank, world_size)
+        if classes_per_batch < 1 or images_per_class < 1:
+            raise ValueError(f"a batch needs at least 1 class and 1 image per class, not {classes_per_batch} "
+                             f"classes of {images_per_class} images")
+        labels = np.asarray(labels)
+        classes = eligible_classes(labels, images_per_class)
+        self.left_out_classes = len(np.unique(labels)) - len(classes)
+        global_classes = classes_per_batch * world_size
+        if len(classes) < global_classes:
+            raise ValueError(f"only {len(classes)} classes have at least {images_per_class} images, but batches of "
+                             f"{classes_per_batch} classes on {world_size} processes need {global_classes} such "
+                             f"classes ({self.left_out_classes} classes have fewer images)")
+        drawn = np.isin(labels, classes)
+        # Dataset indices of the eligible images, class by class in the order of `classes`.
+        self._images_by_class = np.flatnonzero(drawn)[np.argsort(labels[drawn], kind="stable")]
+        self._class_sizes = np.unique(labels[drawn], return_counts=True)[1]
+        self._class_starts = np.cumsum(self._class_sizes) - self._class_sizes
+        self.classes_per_batch = classes_per_batch
+        self.images_per_class = images_per_class
+        # At least 1: the check above leaves at least one global batch's worth of images.
+        self.num_batches = len(self._images_by_class) // (global_classes * images_per_class)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        draw_seed, epoch_seed = _class_balanced_seeds(self.seed, self.epoch)
+        rng = np.random.default_rng(draw_seed)
+        global_classes = self.classes_per_batch * self.world_size
+        class_draws = _distinct_draws(rng, np.full(self.num_batches, len(self._class_sizes)), global_classes)
+        picks = _distinct_draws(rng, self._class_sizes[class_draws.ravel()], self.images_per_class)
+        images = self._images_by_class[self._class_starts[class_draws].reshape(-1, 1) + picks]
+        # (batch, class, image) of the global epoch, and each item's position in it.
+        images = images.reshape(self.num_batches, global_classes, self.images_per_class)
+        positions = np.arange(images.size).reshape(images.shape)
+        shard = slice(self.rank, None, self.world_size)
+        images = images[:, shard].ravel()[self.start:].tolist()
+        positions = positions[:, shard].ravel()[self.start:].tolist()
+        return ((index, sample_seed(epoch_seed, position)) for index, position in zip(images, positions))
+
+    def __len__(self) -> int:
+        return self.num_batches * self.classes_per_batch * self.images_per_class
 
 
 class ShardSampler(Sampler[int]):

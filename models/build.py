@@ -7,8 +7,10 @@ import logging
 from torch import nn
 
 from data.build import dataset_num_classes
+from models.embedding import EmbeddingClassifier
 from models.freeze import freeze_backbone
 from models.init import apply_init
+from models.losses import TrainingLoss, parse_loss_terms
 from models.pretrained import load_pretrained
 from models.registry import get_model_constructor
 from utils.errors import UserError
@@ -61,16 +63,30 @@ def build_model(cfg) -> nn.Module:
     name = cfg.MODEL.NAME
     constructor = get_model_constructor(name)
     accepted = inspect.signature(constructor).parameters
-    kwargs = {"num_classes": resolve_num_classes(cfg)}
+    num_classes = resolve_num_classes(cfg)
+    # With MODEL.EMBED_DIM the model's own head becomes the projection to the embedding.
+    kwargs = {"num_classes": cfg.MODEL.EMBED_DIM or num_classes}
     for argument, (key, value, explicit) in model_options(cfg).items():
         if argument in accepted and (explicit or argument == "stem"):
             kwargs[argument] = value
         elif explicit:
             logger.warning("%s has no %s option, so %s %r changes nothing", name, argument, key, value)
     model = constructor(**kwargs)
+    if cfg.MODEL.EMBED_DIM:
+        model = EmbeddingClassifier(model, cfg.MODEL.EMBED_DIM, num_classes)
     apply_init(model, cfg.MODEL.INIT)
     if cfg.MODEL.PRETRAINED:
         load_pretrained(model, name, cfg.MODEL.PRETRAINED)
     if cfg.MODEL.FREEZE == "backbone":
         freeze_backbone(model)
     return model
+
+
+def build_loss(cfg, model: nn.Module) -> TrainingLoss:
+    """TRAIN.LOSS over the model's classes and its embedding (the classifier's input)."""
+    train = cfg.TRAIN
+    return TrainingLoss(parse_loss_terms(train.LOSS, train.LOSS_WEIGHTS), resolve_num_classes(cfg),
+                        model.get_classifier().in_features, label_smoothing=train.LABEL_SMOOTHING,
+                        arcface_margin=train.ARCFACE.MARGIN, arcface_scale=train.ARCFACE.SCALE,
+                        cosface_margin=train.COSFACE.MARGIN, cosface_scale=train.COSFACE.SCALE,
+                        triplet_margin=train.TRIPLET.MARGIN, triplet_miner=train.TRIPLET.MINER)

@@ -22,5 +22,15 @@ class ImageClassifier(nn.Module):
     def get_classifier(self) -> nn.Linear:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False,
+                detach_head: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The logits; with `return_features`, (embedding, logits) for the metric losses.
+
+        `detach_head` feeds the head a detached embedding, so that the classifier learns from
+        it without its loss reaching the backbone (the linear probe of a metric-loss run). Both
+        are arguments of forward, not calls of forward_features, so that DistributedDataParallel
+        and torch.compile see the whole computation.
+        """
+        features = self.forward_features(x)
+        logits = self.forward_head(features.detach() if detach_head else features)
+        return (features, logits) if return_features else logits

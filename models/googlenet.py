@@ -204,11 +204,14 @@ class GoogLeNet(ImageClassifier):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, return_features: bool = False, detach_head: bool = False):
+        """The logits, or (logits, [aux_logits, ...]) in training with `aux_logits`; with
+        `return_features`, (embedding, that) as ImageClassifier.forward."""
         run_aux = self.aux_logits and self.training
         features, aux_outputs = self._forward_trunk(x, run_aux)
-        logits = self.forward_head(features)
-        return (logits, aux_outputs) if run_aux else logits
+        logits = self.forward_head(features.detach() if detach_head else features)
+        outputs = (logits, aux_outputs) if run_aux else logits
+        return (features, outputs) if return_features else outputs
 
 
 @register_model

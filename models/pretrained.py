@@ -7,6 +7,7 @@ import logging
 import torch
 from torch import nn
 
+from models.embedding import EmbeddingClassifier
 from utils.checkpoint import load_user_file
 from utils.weight_averaging import eval_weights
 from utils.errors import UserError
@@ -55,6 +56,9 @@ def load_pretrained(model: nn.Module, model_name: str, source: str) -> None:
     so; any other mismatch is a UserError.
     """
     state_dict = download_torchvision_weights(model_name) if source == "torchvision" else read_state_dict(source)
+    if isinstance(model, EmbeddingClassifier) and not any(key.startswith("backbone.") for key in state_dict):
+        # Weights of the plain architecture: they fit the backbone, whose head is the projection.
+        model = model.backbone
     classifier_prefix = next(name for name, module in model.named_modules() if module is model.get_classifier())
     own = model.state_dict()
     replaced = [key for key in state_dict if key.startswith(classifier_prefix + ".") and key in own

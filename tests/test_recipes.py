@@ -42,7 +42,8 @@ def build_on_meta(cfg) -> torch.nn.Module:
 def test_the_recipes_folder_holds_the_issues_recipes():
     assert {path.name for path in RECIPES} == {
         "resnet18_cifar10.yaml", "convnextv2_atto_cifar100_adamw.yaml", "convnextv2_atto_cifar100_radam.yaml",
-        "convnextv2_atto_cifar100_sgd.yaml", "resnet18_medium_imagenet.yaml", "face_classification.yaml"}
+        "convnextv2_atto_cifar100_sgd.yaml", "resnet18_medium_imagenet.yaml", "face_classification.yaml",
+        "face_arcface.yaml"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.stem)
@@ -83,8 +84,10 @@ def test_recipe_builds_its_optimizer_and_schedule(path):
 def test_recipe_data_pipeline_delivers_its_image_size(path, cifar10_root, cifar100_root, medium_imagenet_file, caplog):
     roots = {"cifar10": cifar10_root, "cifar100": cifar100_root, "medium_imagenet": medium_imagenet_file}
     dataset = get_config(str(path)).DATA.DATASET
+    # The CIFAR-100 fixture's 10 val images are of 10 classes: no same-class pair can be drawn.
+    no_pairs = ["TEST.VERIFY_NUM_PAIRS", "0", "TEST.SELECT_METRIC", "val_acc1"]
     cfg = get_config(str(path), ["DATA.DATA_PATH", repr(str(roots[dataset])), "DATA.BATCH_SIZE", "4",
-                                 "DATA.NUM_WORKERS", "0"])
+                                 "DATA.NUM_WORKERS", "0", *no_pairs])
     with caplog.at_level(logging.WARNING, logger="data.build"):
         loaders = build_loader(cfg)
     warnings = [record.getMessage() for record in caplog.records if record.name == "data.build"]
@@ -187,6 +190,17 @@ def test_face_recipe_regularises_a_batchnorm_resnet_with_stochastic_depth_dropbl
     assert rates == {0.1, 0.1 / 4}  # stage 4, and a quarter of it in stage 3
     assert {module.block_size for module in model.modules() if isinstance(module, DropBlock)} == {5}
     assert model.layer4[-1].drop_path.drop_prob == pytest.approx(0.1)  # the last block's, from 0 at the first
+
+
+def test_face_arcface_recipe_fine_tunes_the_face_classifier_with_the_papers_margin_and_a_512d_embedding():
+    cfg = recipe("face_arcface.yaml")
+    stage1 = recipe("face_classification.yaml")
+    assert (cfg.MODEL.NAME, cfg.DATA.DATASET, cfg.DATA.IMG_SIZE) == (stage1.MODEL.NAME, "cifar100", 64)
+    assert cfg.TRAIN.LOSS == "arcface" and (cfg.TRAIN.ARCFACE.MARGIN, cfg.TRAIN.ARCFACE.SCALE) == (0.5, 64.0)
+    assert cfg.MODEL.EMBED_DIM == 512 and cfg.TRAIN.LR == 0.01 and cfg.TRAIN.WEIGHT_DECAY == 5e-4
+    assert cfg.TEST.SELECT_METRIC == "verify_auc" and cfg.TEST.VERIFY_NUM_PAIRS == 6000
+    model = build_on_meta(cfg)
+    assert model.get_classifier().in_features == 512 and model.backbone.get_classifier().out_features == 512
 
 
 def readme_recipe_table() -> dict[str, tuple[str, object]]:

@@ -118,7 +118,7 @@ def test_fp16_loss_scaling_starts_afresh_from_a_checkpoint_without_a_scaler_stat
     model = main.build_model(cfg)
     optimizer = main.build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
-    parts = SimpleNamespace(optimizer=optimizer, scaler=scaler)
+    parts = SimpleNamespace(optimizer=optimizer, scaler=scaler, train_criterion=main.build_loss(cfg, model))
     plan = main.RunPlan(cfg, str(run_dir(tmp_path)), str(run_dir(tmp_path) / "last.pth"), checkpoint)
     capsys.readouterr()
     start = main.restore_training_state(plan, parts, main.build_scheduler(cfg, optimizer, 22), 22,

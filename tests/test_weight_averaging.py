@@ -10,6 +10,7 @@ import main
 from config import get_config
 from models.pretrained import read_state_dict
 from utils.errors import UserError
+from utils.selection import best_of
 from utils.summary import best_val_acc1
 from utils.weight_averaging import ExponentialMovingAverage, StochasticWeightAveraging, ema_decay, eval_weights
 
@@ -94,8 +95,8 @@ def test_eval_weights_picks_what_scored_best_and_reads_old_checkpoints():
 
 
 def test_best_of_prefers_the_trained_weights_on_a_tie():
-    assert main.best_of({"model": {"acc1": 90.0}, "ema": {"acc1": 90.0}}, None) == ("model", True)
-    assert main.best_of({"model": {"acc1": 90.0}, "ema": {"acc1": 91.0}}, 91.0) == ("ema", False)
+    assert best_of({"model": {"acc1": 90.0}, "ema": {"acc1": 90.0}}, None, "val_acc1") == ("model", True)
+    assert best_of({"model": {"acc1": 90.0}, "ema": {"acc1": 91.0}}, 91.0, "val_acc1") == ("ema", False)
     assert best_val_acc1({"val_acc1": 80.0, "val_acc1_ema": 85.0}) == 85.0
 
 
@@ -127,7 +128,7 @@ def test_ema_is_scored_every_epoch_and_kept_in_the_checkpoint(tmp_path):
     assert "EMA val loss" in log and "weights)" in log
     best = torch.load(folder / "best.pth", weights_only=True)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["best_val_acc1"] == max(best_val_acc1(row) for row in rows) == best["best_acc1"]
+    assert summary["best_val_acc1"] == max(best_val_acc1(row) for row in rows) == best["best_score"]
     # MODEL.PRETRAINED from best.pth starts from the weights that scored best.
     expected, _ = eval_weights(best)
     assert all(torch.equal(read_state_dict(str(folder / "best.pth"))[k], v) for k, v in expected.items())

@@ -1,7 +1,7 @@
 """Checkpoints: written atomically, loaded safely, with everything needed to resume a run.
 
 A checkpoint is a dict holding the model, optimizer, scheduler and AMP-scaler states, the epoch
-just finished, the best val accuracy so far, the config as YAML text, and the RNG states; with
+just finished, the best val score so far (of TEST.SELECT_METRIC), the config as YAML text, and the RNG states; with
 TRAIN.EMA / TRAIN.SWA also their averages, and which weights scored best (utils/weight_averaging.py).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from utils.errors import UserError
 
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_acc1", "config", "rng", "wandb_id")
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_score", "config", "rng", "wandb_id")
 
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
@@ -66,6 +66,9 @@ def load_user_file(path: str, what: str, hint: str) -> Any:
 def load_checkpoint(path: str) -> dict[str, Any]:
     """Load a vision-zoo checkpoint with weights_only=True, or raise UserError in one line."""
     state = load_user_file(path, "checkpoint", "pass a last.pth or best.pth written by main.py")
+    if isinstance(state, dict) and "best_acc1" in state and "best_score" not in state:
+        # Written before TEST.SELECT_METRIC, when the best checkpoint was always the best val acc@1.
+        state["best_score"], state["best_metric"] = state.pop("best_acc1"), "val_acc1"
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise UserError(f"{path} is not a vision-zoo checkpoint (missing: {', '.join(missing)}); "

@@ -1,5 +1,6 @@
 """Every picture the project draws: a run's curves, predictions and confusion matrix, the
-comparison of runs, the throughput scan, the LR range test and the augmentation preview.
+comparison of runs, the throughput scan, the LR range test, the augmentation preview and the
+face-verification ROC curves.
 
 Each `*_figure` function returns a matplotlib Figure built with the object-oriented API (no
 pyplot, so no display and no global state), and `save_figure` writes it. Tests inspect the
@@ -13,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, ScalarFormatter
 
 # Wrong predictions are drawn in this colour in the prediction grid.
 WRONG_COLOR = "tab:red"
@@ -22,6 +23,8 @@ RIGHT_COLOR = "black"
 MAX_LABELLED_CLASSES = 30
 # Cell counts are written inside the confusion matrix up to this many classes.
 MAX_ANNOTATED_CLASSES = 12
+# The ROC figure's log FPR axis starts here; points at FPR 0 are drawn on this edge.
+MIN_ROC_FPR = 1e-4
 
 
 def save_figure(figure: Figure, path: str, dpi: int = 100) -> None:
@@ -167,4 +170,28 @@ def augmentations_figure(originals: Sequence[np.ndarray], draws: Sequence[Sequen
         axes[row, 0].set_ylabel(label, fontsize=9)
     if note:
         figure.suptitle(note, fontsize=9)
+    return figure
+
+
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float, float]]) -> Figure:
+    """Face-verification ROC curves: TPR against FPR (log x from MIN_ROC_FPR to 1), one line per entry of
+    `curves`, which maps a legend label to (fpr, tpr, auc, eer), and the chance diagonal."""
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.subplots()
+    for label, (fpr, tpr, auc, eer) in curves.items():
+        # Every ROC curve starts at FPR 0, which a log axis cannot show.
+        axis.plot(np.maximum(fpr, MIN_ROC_FPR), tpr, label=f"{label} (AUC {auc:.3f}, EER {eer:.1%})")
+    chance = np.logspace(math.log10(MIN_ROC_FPR), 0, 200)  # TPR = FPR bends on a log axis, so draw it in points
+    axis.plot(chance, chance, color="gray", linestyle="--", label="chance")
+    axis.set_xscale("log")
+    # Plain numbers (0.001, not 10^-3): log axes' default labels are mathtext, whose font lookups
+    # write warnings into the run's log.
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.set_xlim(MIN_ROC_FPR, 1)
+    axis.set_ylim(0, 1.01)
+    axis.set_xlabel("false accept rate (FPR)")
+    axis.set_ylabel("true accept rate (TPR)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(loc="lower right")
     return figure

@@ -47,6 +47,11 @@ def summarize(rows: Sequence[dict], status: str, epochs_planned: int, parameters
             values = [row[key] for row in rows if key in row]
             if values:
                 summary[key] = max(values)
+        # Verification (TEST.VERIFY_NUM_PAIRS, DATA.VERIFY_PAIRS): the best of any weights and epoch.
+        for key, best_of in (("verify_auc", max), ("verify_eer", min)):
+            values = [value for row in rows for name, value in row.items() if name.split("_")[:2] == key.split("_")]
+            if values:
+                summary[f"best_{key}"] = best_of(values)
     summary.update({"parameters": parameters, "macs": macs, "config": changed_config,
                     "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return summary

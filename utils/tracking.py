@@ -168,6 +168,13 @@ class WandbRun:
                       "confusion_matrix": wandb.plot.confusion_matrix(y_true=list(targets), preds=list(predicted),
                                                                       class_names=list(class_names))})
 
+    def log_images(self, image_paths: dict[str, str | None], epoch: int) -> None:
+        """Pictures by name (e.g. {"roc": path}) at `epoch`; entries whose path is None are skipped."""
+        images = {name: path for name, path in image_paths.items() if path}
+        if self.run is None or not images:
+            return
+        self.run.log({"epoch": epoch, **{name: self._wandb.Image(path) for name, path in images.items()}})
+
     def finish(self) -> None:
         if self.run is not None:
             self.run.finish()

@@ -35,7 +35,13 @@ def forward(model: nn.Module, normalize: nn.Module, images: torch.Tensor, target
         images, loss_targets = mix(images, targets)
         targets = loss_targets.argmax(dim=1)
     with setup.autocast():
-        logits, loss = training_loss(model(images), loss_targets, criterion)
+        if getattr(criterion, "needs_features", False):
+            # Metric losses (models.losses.TrainingLoss) act on the embedding; without a ce term
+            # the head learns on it detached, as a linear probe.
+            features, logits = model(images, return_features=True, detach_head=not criterion.trains_through_head)
+            loss = criterion(logits, loss_targets, features)
+        else:
+            logits, loss = training_loss(model(images), loss_targets, criterion)
     return logits, loss, targets
 
 

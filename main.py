@@ -525,9 +525,8 @@ def export_embeddings(parts: TrainingParts, split: str, out_dir: str, logger) ->
     items = np.arange(len(dataset))
     embeddings = embed_items(parts.model, parts.normalize, partial(loaders.make_loader, split), items, parts.setup,
                              parts.tta)
-    store_ids = loaders.test_ids if split == "test" else getattr(dataset.store, "ids", None)
-    ids = ([store_ids[int(i)] for i in dataset.indices] if split != "test" and store_ids is not None
-           else store_ids if store_ids is not None else [str(int(i)) for i in items])
+    store_ids = getattr(dataset.store, "ids", None)  # file ids, for data read from files
+    ids = [store_ids[int(i)] for i in dataset.indices] if store_ids is not None else [str(i) for i in items]
     labels = dataset.labels[dataset.indices] if dataset.labels is not None else np.full(len(items), NO_LABEL)
     path = os.path.join(out_dir, f"embeddings_{split}.h5")
     write_embeddings(path, embeddings, labels, ids, split)
@@ -732,19 +731,18 @@ def epoch_line(epoch: int, epochs: int, train_stats: dict, scores: dict[str, dic
     are scored. With mixup/cutmix, train acc@1 is on each image's dominant label, and says so."""
     skipped = train_stats["nonfinite_updates"]
 
-    def scored(stats: dict) -> str:
-        verify = (f" verify AUC {stats['verify_auc']:.4f} EER {100 * stats['verify_eer']:.2f}%"
-                  if "verify_auc" in stats else "")
-        return f"val loss {stats['loss']:.4f} acc@1 {stats['acc1']:.2f}%{verify}"
+    def verify(stats: dict) -> str:
+        return f" verify AUC {stats['verify_auc']:.4f} EER {100 * stats['verify_eer']:.2f}%" if "verify_auc" in stats \
+            else ""
 
     val = scores["model"]
-    averages = "".join(f" | {WEIGHT_LABELS[name]} {scored(stats)}" for name, stats in scores.items() if name != "model")
+    averages = "".join(f" | {WEIGHT_LABELS[name]} val loss {stats['loss']:.4f} acc@1 {stats['acc1']:.2f}%"
+                       f"{verify(stats)}" for name, stats in scores.items() if name != "model")
     best_of = f" ({WEIGHT_LABELS[best.weights]} weights)" if len(scores) > 1 or best.weights != "model" else ""
-    verify = f" verify AUC {val['verify_auc']:.4f} EER {100 * val['verify_eer']:.2f}%" if "verify_auc" in val else ""
     return (f"epoch {epoch + 1}/{epochs}  train loss {train_stats['train_loss']:.4f} "
             f"acc@1{' (dominant label)' if mixing else ''} "
             f"{train_stats['train_acc1']:.2f}% | val loss {val['loss']:.4f} acc@1 {val['acc1']:.2f}% "
-            f"acc@5 {val['acc5']:.2f}%{verify}{averages} | best {best.describe()}{best_of} | "
+            f"acc@5 {val['acc5']:.2f}%{verify(val)}{averages} | best {best.describe()}{best_of} | "
             f"{train_stats['epoch_time']:.1f}s, {train_stats['images_per_sec']:.0f} img/s"
             + (f" | {skipped} updates skipped for a NaN/Inf loss" if skipped else ""))
 

@@ -270,12 +270,13 @@ def describe_source(cache: str, device: torch.device, num_workers: int) -> str:
     return f"read by {num_workers} loader workers" if num_workers else "read in the main process"
 
 
-def split_datasets(cfg, splits: Splits, class_names: list[str], train_transform: Callable | None,
-                   eval_transform: Callable | None) -> dict[str, ImageDataset]:
+def split_datasets(cfg, splits: Splits, class_names: list[str], held_out: np.ndarray | None,
+                   train_transform: Callable | None, eval_transform: Callable | None) -> dict[str, ImageDataset]:
     """{"train", "val", "test"[, "holdout"]: ImageDataset}: val is DATA.VAL_SPLIT of train when set
     (train then keeps the rest), else the data set's val split, else its test split; train is
     reduced to DATA.TRAIN_SUBSET. With DATA.HOLDOUT_CLASSES, those classes' images leave every
-    split (the rest renumbered, data.holdout) and their train images form "holdout"."""
+    split (the rest renumbered, data.holdout), `held_out` marking them per class, and their train
+    images form "holdout"."""
     train_store, train_labels = splits["train"]
     test_store, test_labels = splits["test"]
     if cfg.DATA.VAL_SPLIT > 0:
@@ -289,8 +290,7 @@ def split_datasets(cfg, splits: Splits, class_names: list[str], train_transform:
         raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
     test_indices = np.arange(len(test_store))
     num_classes, holdout = len(class_names), None
-    if cfg.DATA.HOLDOUT_CLASSES:
-        held_out = held_out_mask(class_names, cfg.DATA.HOLDOUT_CLASSES)
+    if held_out is not None:
         num_classes = int((~held_out).sum())
         holdout = ImageDataset(train_store, train_labels, len(class_names),
                                np.flatnonzero(held_out[train_labels]), eval_transform)
@@ -340,6 +340,9 @@ def verification_pairs(cfg, datasets: dict[str, ImageDataset], stored_size: int,
     def from_file(key: str, split: str, labelled: bool) -> VerificationPairs:
         path = os.path.join(cfg.DATA.DATA_PATH, cfg.DATA[key])
         pairs = read_pairs_file(path, cfg.DATA.DATA_PATH, labelled)
+        if labelled and (pairs.same.all() or not pairs.same.any()):
+            raise UserError(f"DATA.{key} {path} labels every pair {int(pairs.same[0])}, so no ROC curve can be drawn; "
+                            f"it needs pairs of the same identity (1) and of different ones (0)")
         store = ImageFileStore([os.path.join(cfg.DATA.DATA_PATH, image) for image in pairs.images], stored_size,
                                INTERPOLATIONS[cfg.DATA.INTERPOLATION])
         datasets[split] = ImageDataset(store, None, datasets["train"].num_classes, None, eval_transform)
@@ -382,9 +385,9 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     augmentation = build_train_augmentation(cfg, stored_size, device)
     eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
 
-    datasets = split_datasets(cfg, splits, class_names, augmentation.transform, eval_transform)
-    if cfg.DATA.HOLDOUT_CLASSES:
-        held_out = held_out_mask(class_names, cfg.DATA.HOLDOUT_CLASSES)
+    held_out = held_out_mask(class_names, cfg.DATA.HOLDOUT_CLASSES) if cfg.DATA.HOLDOUT_CLASSES else None
+    datasets = split_datasets(cfg, splits, class_names, held_out, augmentation.transform, eval_transform)
+    if held_out is not None:
         class_names = [name for name, out in zip(class_names, held_out) if not out]
     verify_pairs, verify_test_pairs = verification_pairs(cfg, datasets, stored_size, eval_transform)
     train_dataset, val_dataset, test_dataset = datasets["train"], datasets["val"], datasets["test"]

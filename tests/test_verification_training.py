@@ -226,3 +226,10 @@ def test_offline_wandb_gets_the_verification_metrics_and_the_roc_curve_every_epo
     (offline,) = (tmp_path / "lenet_digits" / "wandb" / "wandb").glob("offline-run-*")
     assert len(list(offline.glob("files/media/images/roc_*.png"))) == 2
     assert {"verify_auc", "verify_eer", "verify_tar"} <= set(metrics_of(tmp_path / "lenet_digits" / "wandb")[-1])
+
+
+def test_a_pairs_file_with_only_one_kind_of_pair_is_one_line(tmp_path, capsys):
+    root, _ = folder_with_pairs(tmp_path)
+    (root / "pairs.txt").write_text("train/cat/cat_000.jpg train/cat/cat_001.png 1\n")
+    assert run(tmp_path / "out", QUICKSTART, "bad", *folder_opts(root)) == 2
+    assert "labels every pair 1, so no ROC curve can be drawn" in error_line(capsys)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install clean
+.PHONY: quickstart test test-fast install clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ install: $(BIN)/.installed
 quickstart: $(BIN)/.installed
 	$(BIN)/python main.py --cfg configs/quickstart.yaml
 
+# Every test, in parallel (pytest-xdist: one worker per core); the 30 slowest are listed at the end.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto --durations=30 tests
+
+# The edit-test loop: everything but the end-to-end training runs (marked slow), in parallel.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -n auto -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

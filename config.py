@@ -115,7 +115,7 @@ _C.MODEL.NUM_CLASSES = 0
 # elsewhere one before the classifier (0). -1 keeps the paper's value.
 _C.MODEL.DROP_RATE = -1.0
 # Checkpoint to continue from: a path, or "auto" for this run's last.pth (--resume). The run keeps
-# the checkpoint's config; only the keys in utils/resume.py RESUMABLE_KEYS may change.
+# the checkpoint's config; only the keys in engine/resume.py RESUMABLE_KEYS may change.
 _C.MODEL.RESUME = ""
 # Stochastic depth rate of the last block (rising linearly from 0 over the blocks) for ConvNeXt,
 # EfficientNet and the ResNet family; -1 keeps the model's paper default (0 for ResNets).
@@ -454,6 +454,15 @@ def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None, b
     return cfg
 
 
+def opts_from_flags(flags: dict[str, Any]) -> list[str]:
+    """KEY VALUE pairs, as get_config's `opts` takes them, for the command-line flags that set a
+    config key ({"DATA.BATCH_SIZE": 64, "TAG": None, ...}); keys whose flag was not given (None)
+    are left out. main.py places them before the user's --opts, so --opts wins."""
+    # repr() keeps strings as strings when the config decodes literals (a TAG of "1e3" stays text).
+    return [item for key, value in flags.items() if value is not None
+            for item in (key, repr(value) if isinstance(value, str) else str(value))]
+
+
 def flatten(node: dict, prefix: str = "") -> dict[str, Any]:
     """{"DATA.BATCH_SIZE": 128, ...}: every leaf of a config tree (a CfgNode, or the plain dict a
     config.yaml loads as) under its dotted key."""
@@ -606,8 +615,8 @@ def _choices() -> dict[str, Sequence[str]]:
     from models.registry import list_models
     from optimizer import OPTIMIZERS, PLATEAU_METRICS, SCHEDULERS
     from models.losses import TRIPLET_MINERS
-    from utils.selection import SELECT_METRICS
-    from utils.tta import TTA_MODES
+    from evaluation.selection import SELECT_METRICS
+    from evaluation.tta import TTA_MODES
 
     return {
         "DATA.DATASET": list(DATASETS),

@@ -7,7 +7,7 @@ For each model, in one run:
     the device as DATA.AUG_DEVICE and DATA.CACHE say), the schedule, and `train_one_epoch`,
     timed over --batches batches after --warmup untimed ones;
 (b) the model alone, the compute floor: the same model, normalisation, optimizer and precision
-    switches, trained by `utils.train_step.train_step` on one uint8 batch already on the device;
+    switches, trained by `engine.train_step.train_step` on one uint8 batch already on the device;
 (c) the homework codebase's way: a Dataset that makes a PIL image of every image and runs
     torchvision's RandomCrop, RandomHorizontalFlip, ColorJitter, ToTensor and Normalize on it in
     the loader workers (float32 tensors travel), then fp32, `.to(device)` per batch, forward,
@@ -50,21 +50,24 @@ from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import main as train_main  # noqa: E402
 from config import get_config  # noqa: E402
 from data.build import resolve_num_workers  # noqa: E402
 from data.dataset import ImageDataset, ImageStore  # noqa: E402
+from engine.build import build_training_parts, build_weight_averages, loop_settings, seed_everything  # noqa: E402
+from engine.loop import EpochProgress, train_one_epoch  # noqa: E402
+from engine.parts import TrainingParts  # noqa: E402
+from engine.preemption import StopRequest  # noqa: E402
+from engine.tracking import StepsFile  # noqa: E402
+from engine.train_step import train_step, training_loss  # noqa: E402
 from models import build_model  # noqa: E402
+from models.build import model_cost  # noqa: E402
 from optimizer import build_optimizer, build_scheduler  # noqa: E402
+from studies.throughput import repeat_batch, synchronize, time_steps  # noqa: E402
 from tests.conftest import write_cifar10  # noqa: E402
-from utils.cli import OneLineErrorParser  # noqa: E402
+from utils.cli import OneLineErrorParser, positive_int  # noqa: E402
 from utils.device import AMP_DTYPES, DeviceSetup, resolve_device  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from utils.errors import UserError, user_error_line  # noqa: E402
 from utils.logger import create_logger  # noqa: E402
-from utils.preemption import StopRequest  # noqa: E402
-from utils.throughput import repeat_batch, synchronize, time_steps  # noqa: E402
-from utils.tracking import StepsFile  # noqa: E402
-from utils.train_step import train_step, training_loss  # noqa: E402
 
 # The homework codebase's fixed augmentation: zero padding before the random crop, and the
 # brightness, contrast and saturation jitter (also the project's defaults, so (a) does as much).
@@ -84,10 +87,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineErrorParser("python bench/train.py", description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated model names, one row each (default: the --cfg "
                                          "config's MODEL.NAME, or lenet without --cfg)")
-    parser.add_argument("--img-size", type=train_main.positive_int, default=32,
+    parser.add_argument("--img-size", type=positive_int, default=32,
                         help="DATA.IMG_SIZE; a model that cannot take it runs at it doubled until it can")
-    parser.add_argument("--batch-size", type=train_main.positive_int, default=512, help="DATA.BATCH_SIZE")
-    parser.add_argument("--batches", type=train_main.positive_int, default=20, help="timed batches per loop")
+    parser.add_argument("--batch-size", type=positive_int, default=512, help="DATA.BATCH_SIZE")
+    parser.add_argument("--batches", type=positive_int, default=20, help="timed batches per loop")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches before them (worker start-up, "
                                                               "cuDNN autotuning, torch.compile)")
     parser.add_argument("--workers", type=int, default=2, help="DATA.NUM_WORKERS of loops (a) and (c)")
@@ -128,7 +131,7 @@ def fitting_image_size(cfg) -> int:
         sized = cfg.clone()
         sized.defrost()
         sized.DATA.IMG_SIZE = size
-        if train_main.model_cost(sized)[1] is not None:
+        if model_cost(sized)[1] is not None:
             return size
         if size * 2 > LARGEST_IMAGE_SIZE:
             raise UserError(f"{cfg.MODEL.NAME} cannot take images of {cfg.DATA.IMG_SIZE} to {size} px; "
@@ -152,9 +155,9 @@ class ClockFromBatch:
             yield batch
 
 
-def time_project_loop(cfg, parts: train_main.TrainingParts, warmup: int, batches: int, logger,
+def time_project_loop(cfg, parts: TrainingParts, warmup: int, batches: int, logger,
                       steps_dir: str) -> float:
-    """(a): images/s of `main.train_one_epoch` over `batches` batches after `warmup`, set up as
+    """(a): images/s of `engine.loop.train_one_epoch` over `batches` batches after `warmup`, set up as
     main.train() sets up an epoch: the schedule, the EMA, the step log and the stop request."""
     train_loader = parts.loaders.train_loader
     needed = warmup + batches
@@ -162,21 +165,21 @@ def time_project_loop(cfg, parts: train_main.TrainingParts, warmup: int, batches
         raise UserError(f"the {needed} batches asked for (--warmup + --batches) need {needed * cfg.DATA.BATCH_SIZE} "
                         f"train images, but the train split has {len(parts.loaders.train_dataset)}; lower "
                         f"--batches, --warmup or --batch-size")
-    loop, steps_per_epoch = train_main.loop_settings(cfg, len(train_loader))
+    loop, steps_per_epoch = loop_settings(cfg, len(train_loader))
     loop = dataclasses.replace(loop, num_batches=needed)
     scheduler = build_scheduler(cfg, parts.optimizer, steps_per_epoch)
     # For the EMA, which updates after every step; SWA acts between epochs, outside the timed steps.
-    train_main.build_weight_averages(cfg, parts, None)
+    build_weight_averages(cfg, parts, None)
     train_loader.sampler.set_epoch(0)
     clocked = ClockFromBatch(train_loader, warmup, parts.setup.device)
     with StopRequest() as stop:
-        train_main.train_one_epoch(parts, scheduler, clocked, 0, loop, logger, StepsFile(steps_dir).log, stop,
-                                   train_main.EpochProgress())
+        train_one_epoch(parts, scheduler, clocked, 0, loop, logger, StepsFile(steps_dir).log, stop,
+                                   EpochProgress())
     synchronize(parts.setup.device)
     return batches * cfg.DATA.BATCH_SIZE / (time.perf_counter() - clocked.started_at)
 
 
-def time_model_alone(cfg, parts: train_main.TrainingParts, warmup: int, batches: int) -> float:
+def time_model_alone(cfg, parts: TrainingParts, warmup: int, batches: int) -> float:
     """(b): images/s of `train_step` on one random uint8 batch already on the device."""
     device, size, batch_size = parts.setup.device, cfg.DATA.IMG_SIZE, cfg.DATA.BATCH_SIZE
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, device=device)
@@ -261,8 +264,8 @@ def device_label(device: torch.device) -> str:
 
 def measure_row(cfg, device: torch.device, warmup: int, batches: int, logger, steps_dir: str) -> dict:
     """The three rates of one model, and their ratios, as a row of COLUMNS."""
-    train_main.seed_everything(cfg.SEED)
-    parts = train_main.build_training_parts(cfg, device)
+    seed_everything(cfg.SEED)
+    parts = build_training_parts(cfg, device)
     loop_rate = time_project_loop(cfg, parts, warmup, batches, logger, steps_dir)
     model_rate = time_model_alone(cfg, parts, warmup, batches)
     loaders, precision = parts.loaders, precision_label(parts.setup)
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as workdir:
             rows = run(args, logger, workdir)
     except UserError as e:
-        print(f"error: {train_main.user_error_line(e)}", file=sys.stderr)
+        print(f"error: {user_error_line(e)}", file=sys.stderr)
         return 2
     print(f"{datetime.date.today().isoformat()}, torch {torch.__version__}, torchvision {torchvision.__version__}: "
           f"{shlex.join(['python', 'bench/train.py', *argv])}")

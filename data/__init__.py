@@ -1,4 +1,5 @@
-"""Data sets and loaders. `build_loader(cfg)` is the entry point."""
+"""Data sets, samplers, augmentation and loaders; `build_loader(cfg)` is the entry point.
+Imports only utils (and data/build.py alone reads the config)."""
 from data.build import Loaders, build_loader
 from data.registry import DATASETS, get_dataset_spec
 

@@ -364,6 +364,29 @@ def verification_pairs(cfg, datasets: dict[str, ImageDataset], stored_size: int,
     return scored, submitted
 
 
+def loader_factory(datasets: dict[str, ImageDataset], cached: dict, batch_augment: BatchAugment | None,
+                   device: torch.device, default_batch_size: int, num_workers: int, pin_memory: bool,
+                   persistent_workers: bool) -> Callable[..., Iterable]:
+    """`make_loader(split, sampler, batch_size=default_batch_size, drop_last=False)`: batches of
+    a split in the sampler's order, from its cache when `cached` holds the splits, else from
+    loader workers; train batches are augmented on the device by `batch_augment` when given."""
+
+    def make_loader(split: str, sampler: Sampler, batch_size: int = default_batch_size,
+                    drop_last: bool = False) -> Iterable:
+        if cached:
+            batches = CachedLoader(*cached[split], sampler, batch_size, drop_last, pin_batches=pin_memory)
+        else:
+            batches = DataLoader(datasets[split], batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                                 num_workers=num_workers, pin_memory=pin_memory,
+                                 worker_init_fn=ignore_stop_signals,
+                                 persistent_workers=persistent_workers and num_workers > 0)
+        augment = batch_augment if split == "train" else None
+        # On a GPU every loader copies on a side stream; on the CPU only augmentation needs the wrapper.
+        return DeviceLoader(batches, device, augment) if augment is not None or device.type == "cuda" else batches
+
+    return make_loader
+
+
 def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Loaders:
     """Load DATA.DATASET and wrap its train, val and test splits in loaders for process `rank`
     of `world_size`, training on `device` (the CPU when None).
@@ -400,21 +423,9 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     cache_threads = resolve_num_workers(-1)
     cached, cache_note = (cache_splits(datasets, sizes, cache, device, cache_threads) if cache != "none"
                           else ({}, None))
-    pin_memory = cfg.DATA.PIN_MEMORY and device.type == "cuda"
-
-    def make_loader(split: str, sampler: Sampler, batch_size: int = cfg.DATA.BATCH_SIZE,
-                    drop_last: bool = False) -> Iterable:
-        if cached:
-            batches = CachedLoader(*cached[split], sampler, batch_size, drop_last, pin_batches=pin_memory)
-        else:
-            batches = DataLoader(datasets[split], batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                                 num_workers=num_workers, pin_memory=pin_memory,
-                                 worker_init_fn=ignore_stop_signals,
-                                 persistent_workers=cfg.DATA.PERSISTENT_WORKERS and num_workers > 0)
-        augment = augmentation.batch_augment if split == "train" else None
-        # On a GPU every loader copies on a side stream; on the CPU only augmentation needs the wrapper.
-        return DeviceLoader(batches, device, augment) if augment is not None or device.type == "cuda" else batches
-
+    make_loader = loader_factory(datasets, cached, augmentation.batch_augment, device, cfg.DATA.BATCH_SIZE,
+                                 num_workers, cfg.DATA.PIN_MEMORY and device.type == "cuda",
+                                 cfg.DATA.PERSISTENT_WORKERS)
     shuffle_val = cfg.TEST.SHUFFLE and not cfg.TEST.SEQUENTIAL
     val_sampler, test_sampler = build_eval_samplers(len(val_dataset), len(test_dataset), shuffle_val, cfg.SEED,
                                                     rank, world_size)

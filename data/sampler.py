@@ -7,11 +7,14 @@ up, and not on how many processes share the epoch.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import Sampler
+
+from utils.distributed import is_distributed
 
 T = TypeVar("T")
 
@@ -218,3 +221,13 @@ def unshard(parts: list[Sequence[T]]) -> list[T]:
         raise ValueError(f"shards of sizes {[len(part) for part in parts]} are not an interleaved split "
                          f"of {total} items, which has sizes {expected}")
     return [parts[position % world_size][position // world_size] for position in range(total)]
+
+
+def gather_shards(local: Sequence[Any]) -> list[Any]:
+    """Every rank's `local` items, put back in split order: rank r evaluated items r, r+W, r+2W, ...
+    (ShardSampler). Every rank gets the whole list."""
+    if not is_distributed():
+        return list(local)
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(local))
+    return unshard(parts)

@@ -1,4 +1,5 @@
-"""The model zoo. Importing a model module registers its constructors."""
+"""The model zoo, its shared layers and its losses; importing a model module registers its
+constructors. Imports utils and data (models/build.py asks the data for its class count)."""
 from models import (  # noqa: F401  (importing a family registers its models)
     alexnet, convnext, densenet, efficientnet, googlenet, lenet, mobilenet_v2, resnet, vgg,
 )

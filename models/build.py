@@ -4,9 +4,11 @@ from __future__ import annotations
 import inspect
 import logging
 
+import torch
 from torch import nn
 
 from data.build import dataset_num_classes
+from models.complexity import count_macs, count_parameters
 from models.embedding import EmbeddingClassifier
 from models.freeze import freeze_backbone
 from models.init import apply_init
@@ -80,6 +82,21 @@ def build_model(cfg) -> nn.Module:
     if cfg.MODEL.FREEZE == "backbone":
         freeze_backbone(model)
     return model
+
+
+def model_cost(cfg) -> tuple[int, int | None]:
+    """(parameters, MACs per image at DATA.IMG_SIZE) of the configured model, measured on the meta
+    device; MACs is None when the model cannot take that size."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.MODEL.INIT = "", "none", "default"
+    with torch.device("meta"):
+        model = build_model(cfg)
+    try:
+        macs = count_macs(model, cfg.DATA.IMG_SIZE)
+    except RuntimeError:  # e.g. pooling a map smaller than its kernel
+        macs = None
+    return count_parameters(model), macs
 
 
 def build_loss(cfg, model: nn.Module) -> TrainingLoss:

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from models.embedding import EmbeddingClassifier
-from utils.checkpoint import load_user_file
-from utils.weight_averaging import eval_weights
+from utils.checkpoint_io import eval_weights, load_user_file
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)

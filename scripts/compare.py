@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.choices import resolve_choice  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
-from utils.compare import DEFAULT_METRICS, compare_runs, find_runs, markdown_table  # noqa: E402
+from studies.compare import DEFAULT_METRICS, compare_runs, find_runs, markdown_table  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 

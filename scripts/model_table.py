@@ -13,8 +13,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import get_config  # noqa: E402
-from main import model_cost  # noqa: E402
 from models import list_models  # noqa: E402
+from models.build import model_cost  # noqa: E402
 from models.complexity import format_count  # noqa: E402
 
 

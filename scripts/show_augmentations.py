@@ -28,7 +28,7 @@ from data.sampler import EpochShuffleSampler  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.plots import augmentations_figure, save_figure  # noqa: E402
+from evaluation.plots import augmentations_figure, save_figure  # noqa: E402
 
 NUM_IMAGES = 8
 NUM_DRAWS = 7

@@ -22,13 +22,12 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import main as train_main  # noqa: E402
-from config import flatten, get_default_config, resolve_key_path  # noqa: E402
+from config import flatten, get_config, get_default_config, opts_from_flags, resolve_key_path  # noqa: E402
+from engine.run_dir import experiment_dir  # noqa: E402
+from engine.summary import read_summary  # noqa: E402
+from studies.compare import DEFAULT_METRICS, compare_runs, load_run, markdown_table  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
-from utils.compare import DEFAULT_METRICS, compare_runs, load_run, markdown_table  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.run_dir import experiment_dir  # noqa: E402
-from utils.summary import read_summary  # noqa: E402
 
 # What a sweep keeps of each run unless told otherwise: its best.pth, not last.pth.
 SWEEP_CHECKPOINTS = "best"
@@ -42,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a config key and its values; repeat for a Cartesian product")
     parser.add_argument("--name", help="the sweep's folder under OUTPUT/sweeps and its W&B group "
                                        "(default: the config's name and the grid's keys)")
-    for flag in ("--batch-size", "--data-path", "--output", "--device"):
+    parser.add_argument("--batch-size", type=int, help="passed to main.py --batch-size")
+    for flag in ("--data-path", "--output", "--device"):
         parser.add_argument(flag, help=f"passed to main.py {flag}")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE pairs for every run")
     return parser.parse_args(argv)
@@ -103,17 +103,30 @@ def run_tag(combination: dict[str, str], names: dict[str, str]) -> str:
     return "-".join(parts)
 
 
-def main_argv(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, combination: dict[str, str],
-              checkpoints: list[str]) -> list[str]:
-    flags = ["--cfg", args.cfg]
-    for flag in ("batch_size", "data_path", "device"):
-        if getattr(args, flag) is not None:
-            flags += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+def run_opts(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, combination: dict[str, str],
+             checkpoints: list[str]) -> list[str]:
+    """The --opts of one run: the sweep's group, its --opts, the combination, and where it lives."""
     pairs = [item for key, value in combination.items() for item in (key, value)]
     # Where the run lives comes last, so that no --opts can move it out of the sweep; repr()
     # keeps the texts from being read as numbers.
     place = ["OUTPUT", repr(sweep_dir), "TAG", repr(tag), "MODEL.RESUME", "'auto'"]
-    return flags + ["--opts", "WANDB.GROUP", repr(name), *checkpoints, *args.opts, *pairs, *place]
+    return ["WANDB.GROUP", repr(name), *checkpoints, *args.opts, *pairs, *place]
+
+
+def main_argv(args: argparse.Namespace, opts: list[str]) -> list[str]:
+    """main.py's command line for a run of this sweep with `opts`."""
+    flags = ["--cfg", args.cfg]
+    for flag in ("batch_size", "data_path", "device"):
+        if getattr(args, flag) is not None:
+            flags += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return flags + ["--opts", *opts]
+
+
+def run_config(args: argparse.Namespace, opts: list[str], output: str | None = None):
+    """The config main.py builds from this sweep's flags (and `output`) followed by `opts`."""
+    flags = {"DATA.BATCH_SIZE": args.batch_size, "DATA.DATA_PATH": args.data_path, "OUTPUT": output,
+             "DEVICE": args.device}
+    return get_config(args.cfg, opts_from_flags(flags) + list(opts))
 
 
 def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict]]]:
@@ -121,8 +134,7 @@ def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict
     grid = parse_grid(args.grid)
     names = short_names([key for key, _ in grid])
     name = args.name or "-".join([os.path.splitext(os.path.basename(args.cfg))[0], *names.values()])
-    base_flags = ["--cfg", args.cfg] + (["--output", args.output] if args.output else [])
-    base = train_main.config_from_args(train_main.parse_args(base_flags + ["--opts", *args.opts]))
+    base = run_config(args, args.opts, output=args.output)
     sweep_dir = os.path.join(base.OUTPUT, "sweeps", name)
     chose_checkpoints = (base.SAVE.CHECKPOINTS != get_default_config().SAVE.CHECKPOINTS
                          or any(key == "SAVE.CHECKPOINTS" for key, _ in grid))
@@ -131,8 +143,8 @@ def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict
     for values in itertools.product(*(values for _, values in grid)):
         combination = dict(zip((key for key, _ in grid), values))
         tag = run_tag(combination, names)
-        argv = main_argv(args, sweep_dir, name, tag, combination, checkpoints)
-        cfg = train_main.config_from_args(train_main.parse_args(argv))
+        opts = run_opts(args, sweep_dir, name, tag, combination, checkpoints)
+        argv, cfg = main_argv(args, opts), run_config(args, opts)
         runs.append((os.path.join(experiment_dir(sweep_dir, cfg.MODEL.NAME, cfg.DATA.DATASET), tag), argv,
                      flatten(cfg)))
     folders = [folder for folder, _, _ in runs]

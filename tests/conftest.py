@@ -14,6 +14,8 @@ nothing is downloaded.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 import pickle
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +30,39 @@ from PIL import Image
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+
+
+def _threads_per_worker() -> int | None:
+    """Under pytest-xdist, the cores shared out between the workers (at least one each), so that
+    the workers' OpenMP teams do not fight over the same cores; None in a one-process run."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return None
+    return max(1, (os.cpu_count() or 1) // int(workers))
+
+
+_THREADS = _threads_per_worker()
+if _THREADS is not None:
+    # Before torch is imported, so that its thread pool, and every main.py or torchrun this worker
+    # starts as a subprocess, takes the worker's share.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_THREADS)
+
+# Folders whose tests run main.py end to end (or the scripts that wrap it): `make test-fast` leaves them out.
+SLOW_FOLDERS = ("end_to_end",)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains a model end to end; `make test-fast` leaves it out "
+                                       "(-m 'not slow'), `make test` runs it")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(folder in item.path.parts for folder in SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
+    if _THREADS is not None:
+        import torch
+        torch.set_num_threads(_THREADS)
 
 CIFAR_SIZE = 32
 CIFAR_PIXELS = 3 * CIFAR_SIZE * CIFAR_SIZE  # 3072 bytes per row: the R plane, then G, then B
@@ -163,6 +198,15 @@ def write_cifar100(root: Path, num_train: int = 20, num_test: int = 10, seed: in
         train_images=arrays["train"][0], train_labels=arrays["train"][1],
         test_images=arrays["test"][0], test_labels=arrays["test"][1],
         train_coarse_labels=arrays["train"][2], files=["train", "test", "meta"])
+
+
+@pytest.fixture
+def to_hdf5():
+    """scripts/to_hdf5.py as a module, to call its main(argv) in-process."""
+    spec = importlib.util.spec_from_file_location("to_hdf5", os.path.join(REPO_ROOT, "scripts", "to_hdf5.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
@@ -318,3 +362,12 @@ def write_image_folder(root: Path, per_class: int = 12, val_per_class: int = 0, 
     for i in range(num_test):
         Image.fromarray(class_image(rng, IMAGE_FOLDER_CLASSES[i % 3])).save(test / f"img_{num_test - i:02d}.jpg")
     return root
+
+
+def patch_evaluate(monkeypatch, evaluate) -> None:
+    """Replace evaluation.evaluate.evaluate where a training run calls it: every epoch's val
+    passes (engine/epoch_scores.py) and the final val report (engine/finish.py)."""
+    import engine.epoch_scores
+    import engine.finish
+    monkeypatch.setattr(engine.epoch_scores, "evaluate", evaluate)
+    monkeypatch.setattr(engine.finish, "evaluate", evaluate)

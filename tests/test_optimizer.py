@@ -6,9 +6,8 @@ import torch
 
 from config import get_config
 from models import create_model
-from optimizer import build_optimizer, build_scheduler
+from optimizer import CosineSchedule, build_optimizer, build_scheduler
 from utils.errors import UserError
-from utils.lr_scheduler import CosineSchedule
 
 
 def build(opts):

@@ -8,7 +8,7 @@ from config import get_config
 from models import build_model, create_model
 from models.complexity import count_macs, count_parameters
 from models.init import apply_init
-from utils.checkpoint import save_checkpoint
+from utils.checkpoint_io import save_checkpoint
 from utils.errors import UserError
 
 

@@ -34,7 +34,8 @@ def block_drop_path_rates(model: nn.Module) -> list[float]:
     return [module.drop_prob for module in model.modules() if isinstance(module, DropPath)]
 
 
-@pytest.mark.parametrize("name", ["convnext_tiny", "convnext_small", "convnext_base", "convnext_large"])
+@pytest.mark.parametrize("name", ["convnext_tiny", *(pytest.param(name, marks=pytest.mark.slow) for name in
+                                                      ("convnext_small", "convnext_base", "convnext_large"))])
 def test_convnext_v1_matches_torchvision(name, tmp_path):
     assert_matches_torchvision(name, tmp_path)
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from config import get_config
+from evaluation.selection import BestSoFar, best_of
 from models import build_model
 from models.embedding import EmbeddingClassifier
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.selection import BestSoFar, best_of
+from utils.checkpoint_io import load_checkpoint, save_checkpoint
 
 
 def cfg_for(*opts: str):

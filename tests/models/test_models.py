@@ -109,8 +109,9 @@ def test_registering_a_name_twice_is_refused():
         models.register_model(models.registry._MODELS["lenet"])
 
 
-@pytest.mark.parametrize("name", ["alexnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                  "resnext50_32x4d", "wide_resnet50_2"])
+@pytest.mark.parametrize("name", ["alexnet", "resnet18", "resnet34", "resnet50", "resnext50_32x4d",
+                                  *(pytest.param(name, marks=pytest.mark.slow)
+                                    for name in ("resnet101", "resnet152", "wide_resnet50_2"))])
 def test_matches_torchvision(name, tmp_path):
     from tests.models.parity import assert_matches_torchvision
     assert_matches_torchvision(name, tmp_path)

@@ -7,6 +7,8 @@ from data.normalize import Normalize
 from models import create_model
 
 MAX_STEPS = 200
+# Up to 200 training steps of a whole model each: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ def weights_dir(tmp_path):
         weights_file.unlink()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VGG_NAMES)
 def test_vgg_matches_torchvision(name, weights_dir):
     assert_matches_torchvision(name, weights_dir)
@@ -64,9 +65,9 @@ def total_loss(outputs, targets: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name, size, options", [
-    ("vgg11", 32, {}),
-    ("vgg11_bn", 32, {}),
-    ("vgg11", 224, {}),
+    pytest.param("vgg11", 32, {}, marks=pytest.mark.slow),
+    pytest.param("vgg11_bn", 32, {}, marks=pytest.mark.slow),
+    pytest.param("vgg11", 224, {}, marks=pytest.mark.slow),
     ("googlenet", 32, {"stem": "cifar"}),
     ("googlenet", 32, {"stem": "cifar", "aux_logits": True}),
     ("googlenet", 224, {"aux_logits": True}),

@@ -10,6 +10,8 @@ from models import build_model, list_models
 SMALL_SIZE = {"alexnet": 64}
 # Too big to run on a CPU test machine: checked on the meta device (shapes, no values).
 META_ONLY = {"convnextv2_huge"}
+# Seconds each even at the small size: `make test` builds them, `make test-fast` does not.
+HEAVY = {"convnext_base", "convnext_large", "convnextv2_base", "convnextv2_large"}
 
 
 def build(name: str, img_size: int) -> torch.nn.Module:
@@ -17,8 +19,9 @@ def build(name: str, img_size: int) -> torch.nn.Module:
                                          "DATA.IMG_SIZE", str(img_size)]))
 
 
-@pytest.mark.parametrize("img_size", ["small", 224])
-@pytest.mark.parametrize("name", sorted(set(list_models()) - META_ONLY))
+@pytest.mark.parametrize("img_size", ["small", pytest.param(224, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name
+                                  for name in sorted(set(list_models()) - META_ONLY)])
 def test_model_gives_finite_logits_and_gradients(name, img_size):
     size = SMALL_SIZE.get(name, 32) if img_size == "small" else img_size
     torch.manual_seed(0)

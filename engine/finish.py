@@ -1,0 +1,116 @@
+"""The reports a run ends with, also written by --eval and --predict: the val report, the
+verification report, submission.csv and verify_submission.csv."""
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import numpy as np
+from torch import nn
+
+from data import Loaders
+from data.sampler import ShardSampler
+from engine.checkpoint import load_model_weights
+from engine.epoch_scores import verify_pairs_with
+from engine.parts import TrainingParts
+from engine.run_dir import BEST_CHECKPOINT
+from engine.tracking import WandbRun
+from evaluation.embeddings import similarities_of_pairs
+from evaluation.evaluate import evaluate, predict
+from evaluation.plots import roc_figure, save_figure
+from evaluation.selection import WEIGHT_LABELS, BestSoFar
+from evaluation.submission import write_submission, write_verify_submission
+from evaluation.val_report import grid_indices, write_val_report
+from utils.checkpoint_io import load_checkpoint
+from utils.distributed import broadcast_from_main, rank_and_size
+
+
+def report_on_val(parts: TrainingParts, out_dir: str | None) -> tuple[dict, dict[str, str]]:
+    """Evaluate on the val split in order and write the val report into `out_dir` (None: the
+    numbers only, as on torchrun's ranks other than 0).
+
+    Returns (the metrics with their ValPredictions, {"predictions": png, "confusion": png}).
+    """
+    loaders = parts.loaders
+    # Per-image reports follow the split's order (TEST.SHUFFLE may shuffle the epoch passes);
+    # under torchrun each rank reads its shard and evaluate() gathers them.
+    rank, world_size = rank_and_size()
+    loader = loaders.make_loader("val", ShardSampler(len(loaders.val_dataset), rank, world_size))
+    metrics = evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup,
+                       keep_predictions=True, tta=parts.tta)
+    indices = grid_indices(len(loaders.val_dataset))
+    grid_images = np.stack([image.numpy() for image, _ in loaders.val_dataset.__getitems__(indices.tolist())])
+    paths = write_val_report(out_dir, metrics["predictions"], grid_images, loaders.class_names) if out_dir else {}
+    return metrics, paths
+
+
+def submission_columns(cfg, loaders: Loaders) -> dict:
+    """write_submission's `ids` and `class_names`, as SUBMISSION.ID and SUBMISSION.LABELS ask."""
+    return {"ids": loaders.test_ids if cfg.SUBMISSION.ID == "file" else None,
+            "class_names": loaders.class_names if cfg.SUBMISSION.LABELS == "name" else None}
+
+
+def report_verification(parts: TrainingParts, out_dir: str | None, logger, weights: str = "model") -> None:
+    """Score the labelled verification pairs with the weights in `parts.model` and TEST.TTA: a
+    log line, and their ROC curve in `out_dir`/roc.png (None: computed only, as on torchrun's
+    ranks other than 0), labelled with the `weights` loaded (model, ema, swa). Nothing without pairs."""
+    pairs = parts.loaders.verify_pairs
+    if pairs is None:
+        return
+    result = verify_pairs_with(parts.model, parts, parts.tta)
+    if out_dir:
+        curve = (result.fpr, result.tpr, result.auc, result.eer)
+        save_figure(roc_figure({f"{WEIGHT_LABELS[weights]} weights": curve}), os.path.join(out_dir, "roc.png"))
+    logger.info("verification on %d %s pairs: AUC %.4f, EER %.2f%%, TAR %.2f%% at FAR %g, accuracy %.2f%% at "
+                "similarity >= %.3f", len(pairs.first), pairs.split, result.auc, 100 * result.eer, 100 * result.tar,
+                result.far, 100 * result.accuracy, result.threshold)
+
+
+def predict_verification(cfg, parts: TrainingParts, out_dir: str | None, logger) -> None:
+    """verify_submission.csv in `out_dir` (None: computed only): the cosine similarity of every
+    unlabelled pair (DATA.VERIFY_TEST_PAIRS), with the weights in `parts.model` and TEST.TTA."""
+    pairs = parts.loaders.verify_test_pairs
+    if pairs is None:
+        return
+    similarities = similarities_of_pairs(parts.model, parts.normalize, partial(parts.loaders.make_loader, pairs.split),
+                                         pairs.first, pairs.second, parts.setup, parts.tta)
+    if out_dir:
+        ids = pairs.names if cfg.SUBMISSION.VERIFY_ID == "pair" else None
+        write_verify_submission(os.path.join(out_dir, "verify_submission.csv"), similarities,
+                                cfg.SUBMISSION.VERIFY_HEADER, ids)
+    logger.info("%d verification pair similarities written to verify_submission.csv", len(similarities))
+
+
+def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbRun, best: BestSoFar,
+               logger, final_weights: tuple[str, nn.Module | None] = ("model", None)) -> None:
+    """After the last epoch: the val report and submission.csv from the best checkpoint's
+    best-scoring weights (trained, EMA or SWA), or, when SAVE.CHECKPOINTS keeps no best.pth, from
+    `final_weights`: (the name of the weights that scored best in the last epoch, their
+    AveragedModel, None for the trained weights). `run_dir` is None on ranks other than 0, which
+    compute their shards and write nothing."""
+    # Every rank loads rank 0's best.pth: torchrun across nodes needs a shared disk, as on resume.
+    best_path = broadcast_from_main(os.path.join(run_dir, BEST_CHECKPOINT) if run_dir else None)
+    if broadcast_from_main(run_dir is not None and os.path.isfile(best_path)):
+        name = load_model_weights(parts.model, load_checkpoint(best_path), best_path, cfg, best_scoring=True)
+        weights = f"the best checkpoint's {WEIGHT_LABELS[name]} weights"
+    else:
+        name, average = final_weights
+        if average is not None:
+            parts.model.load_state_dict(average.module.state_dict())
+        weights = (f"the final weights (SAVE.CHECKPOINTS {cfg.SAVE.CHECKPOINTS} keeps no best.pth)"
+                   + ("" if name == "model" else f", their {WEIGHT_LABELS[name]} average, which scored best"))
+    metrics, image_paths = report_on_val(parts, run_dir)
+    predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup, tta=parts.tta)
+    report_verification(parts, run_dir, logger, name)
+    predict_verification(cfg, parts, run_dir, logger)
+    if run_dir is None:
+        return
+    wandb_run.log_val_report(image_paths, metrics["predictions"].targets, metrics["predictions"].predicted,
+                             parts.loaders.class_names)
+    write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
+                     **submission_columns(cfg, parts.loaders))
+    wandb_run.finish()
+    best_score = best.describe(with_label=True) if best.score is not None else f"{best.label} none (no epoch trained)"
+    tta = f", with TTA {parts.tta}" if parts.tta != "none" else ""
+    logger.info("best %s; val report and %d test predictions written with %s%s", best_score, len(predictions),
+                weights, tta)

@@ -1,0 +1,94 @@
+"""The modes that start from a checkpoint instead of training: --eval (the val report and the
+verification scores), --predict (submission.csv, verify_submission.csv) and
+--export-embeddings (a split's embeddings as HDF5)."""
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import numpy as np
+
+from config import get_config
+from data.dataset import NO_LABEL
+from engine.build import build_training_parts
+from engine.checkpoint import (check_classes_match, check_config_matches_checkpoint, checkpoint_path_from,
+                               load_model_weights)
+from engine.finish import predict_verification, report_on_val, report_verification, submission_columns
+from engine.parts import TrainingParts
+from engine.run_dir import log_outputs, new_timestamped_dir
+from evaluation.embeddings import embed_items, write_embeddings
+from evaluation.evaluate import predict
+from evaluation.selection import WEIGHT_LABELS
+from evaluation.submission import write_submission
+from evaluation.tta import num_views
+from utils.checkpoint_io import load_checkpoint
+from utils.device import resolve_device
+from utils.errors import UserError
+from utils.logger import create_logger
+
+# Splits --export-embeddings reads (train images would come augmented, so train is not one).
+EXPORT_SPLITS = ("val", "test", "holdout")
+
+
+def export_embeddings(parts: TrainingParts, split: str, out_dir: str, logger) -> str:
+    """--export-embeddings: the L2-normalised embeddings of a split's images, with their ids and
+    labels, into `out_dir`/embeddings_<split>.h5 (evaluation.embeddings.write_embeddings)."""
+    loaders = parts.loaders
+    datasets = {"val": loaders.val_dataset, "test": loaders.test_dataset, "holdout": loaders.holdout_dataset}
+    dataset = datasets[split]
+    if dataset is None:
+        raise UserError("--export-embeddings holdout needs DATA.HOLDOUT_CLASSES, which this config leaves empty; "
+                        "export val or test")
+    items = np.arange(len(dataset))
+    embeddings = embed_items(parts.model, parts.normalize, partial(loaders.make_loader, split), items, parts.setup,
+                             parts.tta)
+    store_ids = getattr(dataset.store, "ids", None)  # file ids, for data read from files
+    ids = [store_ids[int(i)] for i in dataset.indices] if store_ids is not None else [str(i) for i in items]
+    labels = dataset.labels[dataset.indices] if dataset.labels is not None else np.full(len(items), NO_LABEL)
+    path = os.path.join(out_dir, f"embeddings_{split}.h5")
+    write_embeddings(path, embeddings, labels, ids, split)
+    logger.info("%d %s embeddings of %d dimensions written to %s", len(embeddings), split, embeddings.shape[1], path)
+    return path
+
+
+def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], evaluate_val: bool,
+                        write_predictions: bool, export_split: str | None = None) -> None:
+    """--eval, --predict and --export-embeddings: score the val split (and the verification
+    pairs), predict the test split (and the verification test pairs), or export a split's
+    embeddings with a checkpoint, writing into an eval-<time> folder beside it. Without a --cfg
+    file (`cfg_file` None), the checkpoint's own config is used, with the command's flags and
+    --opts (`checkpoint_opts`) laid over it."""
+    logger = create_logger(None)
+    path = checkpoint_path_from(cfg)
+    checkpoint = load_checkpoint(path)
+    stored_cfg = get_config(base_yaml=checkpoint["config"])
+    if cfg_file is None:
+        cfg = get_config(None, checkpoint_opts, base_yaml=checkpoint["config"])
+    check_config_matches_checkpoint(cfg, stored_cfg, path)
+    cfg.defrost()
+    # The weights come from `path`, and compiling would cost more than the one pass it speeds up.
+    cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
+    cfg.freeze()
+    parts = build_training_parts(cfg, resolve_device(cfg.DEVICE))
+    check_classes_match(checkpoint, path, cfg.DATA.DATA_PATH, parts.loaders.class_names)
+    weights = load_model_weights(parts.model, checkpoint, path, cfg, best_scoring=True)
+    if weights != "model":
+        logger.info("using the checkpoint's %s weights, which scored best on val", WEIGHT_LABELS[weights])
+    out_dir = new_timestamped_dir(os.path.dirname(os.path.abspath(path)), prefix="eval-")
+    os.makedirs(out_dir)
+    with_tta = f" with TTA {parts.tta} ({num_views(parts.tta)} views)" if parts.tta != "none" else ""
+    if evaluate_val:
+        metrics, _ = report_on_val(parts, out_dir)
+        logger.info("%s on %s val (%d images)%s: loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
+                    len(parts.loaders.val_dataset), with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"])
+        report_verification(parts, out_dir, logger, weights)
+    if write_predictions:
+        predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup,
+                              tta=parts.tta)
+        write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
+                         **submission_columns(cfg, parts.loaders))
+        logger.info("%d test predictions of %s written%s", len(predictions), path, with_tta)
+        predict_verification(cfg, parts, out_dir, logger)
+    if export_split:
+        export_embeddings(parts, export_split, out_dir, logger)
+    log_outputs(logger, out_dir)

@@ -9,6 +9,10 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# The tests share a module fixture (every command's help, printed in one interpreter); under pytest-xdist
+# they run in one worker (make test's --dist loadgroup), which builds it once.
+pytestmark = pytest.mark.xdist_group("test_commands")
+
 COMMANDS = {
     "main.py": ["--eval", "--predict", "--export-embeddings", "--throughput", "--lr-find", "--list-models"],
     "scripts/sweep.py": ["--grid", "--name"],
@@ -18,14 +22,15 @@ COMMANDS = {
     "bench/train.py": ["--models", "--batch-size"],
 }
 
-# Runs each command as `python COMMAND --help` would (as __main__, with its own sys.argv), one
-# after another in one interpreter so that torch is imported once, and prints {command:
-# [exit code, stdout]} as JSON.
+# Runs each command as `python COMMAND --help` would (as __main__, with its own sys.argv and its
+# folder first on sys.path), one after another in one interpreter so that torch is imported once,
+# and prints {command: [exit code, stdout]} as JSON.
 RUN_EACH_HELP = """
-import contextlib, io, json, runpy, sys
+import contextlib, io, json, os, runpy, sys
 results = {}
 for path in sys.argv[1:]:
     sys.argv = [path, "--help"]
+    sys.path[0] = os.path.dirname(path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         try:

@@ -16,14 +16,14 @@ install: $(BIN)/.installed
 quickstart: $(BIN)/.installed
 	$(BIN)/python main.py --cfg configs/quickstart.yaml
 
-# Every test, in parallel (pytest-xdist: one worker per core; tests of one xdist_group share a worker,
-# so that a module's shared fixture is built once); the 30 slowest are listed at the end.
+# Every test, in parallel (pytest-xdist: one worker per core, each test file on one worker, so that
+# a file's module fixtures, such as a trained checkpoint, are built once); the 30 slowest are listed.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=30 tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=30 tests
 
 # The edit-test loop: everything but the end-to-end training runs (marked slow), in parallel.
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup -m "not slow" tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

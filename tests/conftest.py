@@ -54,8 +54,6 @@ SLOW_FOLDERS = ("end_to_end",)
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: trains a model end to end; `make test-fast` leaves it out "
                                        "(-m 'not slow'), `make test` runs it")
-    # pytest-xdist's own marker, declared here too for runs without the plugin (-p no:xdist).
-    config.addinivalue_line("markers", "xdist_group(name): run in the same xdist worker as the group's other tests")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,7 +4,7 @@ Bottom to top: utils -> data, models, optimizer -> evaluation -> config -> engin
 main.py, scripts/, bench/. A module imports only from its own layer or the layers below it,
 nothing imports main.py, and no modules or packages import each other in a circle. config.py
 sits above evaluation because it checks each name a user types against the registries below it
-(models, data sets, optimizers, TTA modes, selection metrics); nothing under engine reads it.
+(models, data sets, optimizers, TTA modes, selection metrics); no layer below engine imports it.
 """
 from __future__ import annotations
 

@@ -9,9 +9,6 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# The tests share a module fixture (every command's help, printed in one interpreter); under pytest-xdist
-# they run in one worker (make test's --dist loadgroup), which builds it once.
-pytestmark = pytest.mark.xdist_group("test_commands")
 
 COMMANDS = {
     "main.py": ["--eval", "--predict", "--export-embeddings", "--throughput", "--lr-find", "--list-models"],

@@ -11,9 +11,6 @@ import torch
 
 import main
 
-# The tests share a module fixture (the torchrun run and its one-process reference); under pytest-xdist
-# they run in one worker (make test's --dist loadgroup), which builds it once.
-pytestmark = pytest.mark.xdist_group("test_distributed")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(REPO, "configs/quickstart.yaml")

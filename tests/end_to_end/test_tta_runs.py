@@ -8,10 +8,6 @@ import pytest
 import main
 from tests.end_to_end.test_main import run_dir, train
 
-# The tests share a module fixture (a trained checkpoint); under pytest-xdist
-# they run in one worker (make test's --dist loadgroup), which builds it once.
-pytestmark = pytest.mark.xdist_group("test_tta_runs")
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

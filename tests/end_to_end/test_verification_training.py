@@ -20,10 +20,7 @@ from data.digits import load_digits_arrays
 from data.registry import DATASETS
 from tests.conftest import IMAGE_FOLDER_CLASSES, write_image_folder
 
-# The tests share a module fixture (both stages of the digits verification run); under pytest-xdist
-# they run in one worker (make test's --dist loadgroup), which builds it once.
-pytestmark = [pytest.mark.xdist_group("test_verification_training"),
-              pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFY = str(REPO / "configs" / "digits_verify_classify.yaml")
 ARCFACE = str(REPO / "configs" / "digits_verify_arcface.yaml")

@@ -8,9 +8,7 @@ from models import create_model
 
 MAX_STEPS = 200
 # Up to 200 training steps of a whole model each: `make test` runs them, `make test-fast` does not.
-# The tests share a module fixture (the batch of digits); under pytest-xdist
-# they run in one worker (make test's --dist loadgroup), which builds it once.
-pytestmark = [pytest.mark.xdist_group("test_overfit"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import os
+import warnings
 from typing import Any, Sequence
 
 import yaml
 from yacs.config import CfgNode as CN
 
+from utils.bounded_yaml import AliasExpansionError, load_yaml
 from utils.choices import resolve_choice
 from utils.errors import UserError
 
@@ -80,6 +83,10 @@ _C.DATA.TEST_CSV = ""
 # opens and leave out the train and val images that cannot be read, listing them in the log;
 # False stops the run at the first such file, naming it.
 _C.DATA.SKIP_BAD_IMAGES = False
+# Largest image, in pixels (width * height), that a file may hold. Its header is read before its
+# pixels, so a crafted file (a decompression bomb) is refused, naming the file, without being decoded;
+# with DATA.SKIP_BAD_IMAGES it is left out like an unreadable file. The default is PIL's own limit.
+_C.DATA.MAX_IMAGE_PIXELS = 89_478_485
 # Fraction of the train split held out as val (chosen from SEED); 0 validates on the test split.
 _C.DATA.VAL_SPLIT = 0.0
 # Train on part of the train split, chosen from SEED: a fraction in (0, 1), or a count of images
@@ -114,8 +121,10 @@ _C.MODEL.NUM_CLASSES = 0
 # (paper 0.5), GoogLeNet's (0.4), EfficientNet's (0.2 to 0.3) and MobileNetV2's (0.2) before it, and
 # elsewhere one before the classifier (0). -1 keeps the paper's value.
 _C.MODEL.DROP_RATE = -1.0
-# Checkpoint to continue from: a path, or "auto" for this run's last.pth (--resume). The run keeps
-# the checkpoint's config; only the keys in engine/resume.py RESUMABLE_KEYS may change.
+# Checkpoint to continue from (--resume): "auto" for the last.pth of the run tagged TAG, found
+# under any experiment folder of OUTPUT; a run's last.pth continues that run; a file outside every
+# run folder forks into a new one. The run keeps the checkpoint's config; only the keys in
+# engine/resume.py RESUMABLE_KEYS may change.
 _C.MODEL.RESUME = ""
 # Stochastic depth rate of the last block (rising linearly from 0 over the blocks) for ConvNeXt,
 # EfficientNet and the ResNet family; -1 keeps the model's paper default (0 for ResNets).
@@ -444,7 +453,7 @@ def get_config(cfg_file: str | None = None, opts: Sequence[str] | None = None, b
     """
     cfg = get_default_config()
     if base_yaml:
-        _merge_dict(cfg, yaml.safe_load(base_yaml) or {}, prefix="", source="the checkpoint's config")
+        _merge_dict(cfg, _stored_config(base_yaml), prefix="", source="the checkpoint's config")
     if cfg_file:
         _merge_file(cfg, cfg_file, chain=(), merged=set())
     if opts:
@@ -484,30 +493,66 @@ def changed_from_defaults(cfg: CN) -> dict[str, Any]:
 def _merge_file(cfg: CN, path: str, chain: tuple[str, ...], merged: set[str]) -> None:
     """Merge `path` after its BASE files. A file reached twice (two BASE files sharing a base) is
     merged once, the first time, so that it cannot undo what the files after it set."""
-    real = os.path.realpath(path)
+    real, shown = os.path.realpath(path), _printable(path)
     if real in chain:
-        raise UserError(f"config file {path} inherits from itself through BASE; remove the cycle")
+        raise UserError(f"config file {shown} inherits from itself through BASE; remove the cycle")
     if real in merged:
         return
     if not os.path.isfile(path):
-        raise UserError(f"config file not found: {path}; check the path given to --cfg or BASE")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise UserError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+        raise UserError(f"config file not found: {shown}; check the path given to --cfg or BASE")
+    data = _read_yaml_file(path)
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a mapping of KEY: value, not {type(data).__name__}")
+        raise UserError(f"config file {shown} must hold a mapping of KEY: value, not {type(data).__name__}")
     bases = data.pop("BASE", [""]) or [""]
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
+        raise UserError(f"BASE in {shown} must be a file name or a list of them, e.g. BASE: [base.yaml]; "
+                        f"got {_shown(bases)}")
     for base in bases:
         if base:
             _merge_file(cfg, os.path.join(os.path.dirname(path), base), chain + (real,), merged)
-    _merge_dict(cfg, data, prefix="", source=path)
+    _merge_dict(cfg, data, prefix="", source=shown)
     merged.add(real)
+
+
+def _read_yaml_file(path: str) -> Any:
+    """The YAML document in `path`, or UserError naming the file and what is wrong with it."""
+    shown = _printable(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserError(f"config file {shown} cannot be read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UserError(f"config file {shown} is not UTF-8 text (line {line} holds the byte {data[e.start]:#04x}); "
+                        f"save it as UTF-8") from None
+    try:
+        return load_yaml(text)
+    except AliasExpansionError as e:
+        raise UserError(f"config file {shown} is refused at line {e.problem_mark.line + 1}: {e.problem}; "
+                        f"write the values out instead of aliasing them") from None
+    except yaml.YAMLError as e:
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {shown} is not valid YAML{where}" + (f" ({problem})" if problem else "")
+                        + "; fix it") from None
+
+
+def _stored_config(text: str) -> dict:
+    """A checkpoint's config (YAML text) as a mapping. utils.checkpoint_io checks it when the
+    checkpoint is loaded, naming the file; this catches what reaches get_config another way."""
+    try:
+        data = load_yaml(text) or {}
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        raise UserError("the checkpoint's config is not a YAML mapping of KEY: value; pass a last.pth or best.pth "
+                        "written by main.py")
+    return data
 
 
 def _merge_dict(node: CN, data: dict, prefix: str, source: str) -> None:
@@ -564,7 +609,7 @@ def _resolve_key(node: CN, key: str, full_key: str) -> str:
         return folded[0]
     close = difflib.get_close_matches(full_key.upper(), _all_keys(_C), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]}?" if close else "; see config.py for the valid keys"
-    raise UserError(f"unknown config key {full_key}{hint}")
+    raise UserError(f"unknown config key {_printable(full_key)}{hint}")
 
 
 def _decode(value: Any) -> Any:
@@ -572,13 +617,42 @@ def _decode(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
+        with warnings.catch_warnings():  # '\d' is text here, not a string literal to warn about
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # its name before Python 3.12
+            return ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return value  # not a literal (or one nested too deeply to be one): the text itself
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
                tuple: "a list", list: "a list"}
+
+# What the items of each list key may be: numbers (float; integers are taken as floats), whole
+# numbers (int), or text. Class names may be text or numbers, as the data names its classes.
+_ITEM_TYPES: dict[str, tuple[type, ...]] = {
+    "BASE": (str,),
+    "DATA.HOLDOUT_CLASSES": (str, int, float),
+    "TRAIN.LOSS_WEIGHTS": (float,),
+    "TRAIN.LR_SCHEDULER.MILESTONES": (int,),
+    "TRAIN.OPTIMIZER.BETAS": (float,),
+    "AUG.RRC_SCALE": (float,),
+    "AUG.BLUR_SIGMA": (float,),
+    "AUG.ERASE_SCALE": (float,),
+}
+_ITEM_NAMES = {(str,): "text", (int,): "whole numbers", (float,): "numbers", (str, int, float): "names or numbers"}
+
+
+def _printable(text: str) -> str:
+    """`text` (a key or a path as typed) for a one-line message: as is, or quoted with its
+    line breaks and other control characters escaped."""
+    return text if text.isprintable() else repr(text)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr(value) cut to `limit` characters, for an error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _parse_value(raw: Any, default: Any, full_key: str) -> Any:
@@ -597,15 +671,38 @@ def _coerce(value: Any, default: Any, full_key: str) -> Any:
     """Return `value` converted to the default's type, or raise UserError naming the key."""
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        return _as_float(value, full_key)
     if expected in (tuple, list) and isinstance(value, (tuple, list)):
-        return expected(value)
+        return expected(_coerce_item(item, default, full_key) for item in value)
     if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # names such as TAG: 2024 or DATA_PATH: 1
     if type(value) is expected:
         return value
     raise UserError(f"{full_key} expects {_TYPE_NAMES.get(expected, expected.__name__)} "
-                    f"(default {default!r}), got {value!r}")
+                    f"(default {default!r}), got {_shown(value)}")
+
+
+def _coerce_item(item: Any, default: Any, full_key: str) -> Any:
+    """One item of the list key `full_key`, as _ITEM_TYPES says it may be, or UserError."""
+    allowed = _ITEM_TYPES[full_key]
+    if type(item) in allowed:
+        return item
+    if float in allowed and type(item) is int:
+        return _as_float(item, full_key)
+    raise UserError(f"{full_key} expects a list of {_ITEM_NAMES[allowed]}; got the item {_shown(item)} "
+                    f"(default {default!r})")
+
+
+def _as_float(value: int, full_key: str) -> float:
+    """The integer `value` as the float it equals, or UserError where no float equals it."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if number != value:  # above 2**53 most integers fall between two floats
+        raise UserError(f"{full_key} expects a number, and {_shown(value)} has no exact float value; write it "
+                        f"with a decimal point or exponent (e.g. 1e16) to mean the nearest one")
+    return number
 
 
 def _choices() -> dict[str, Sequence[str]]:
@@ -656,6 +753,7 @@ def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
     return [
         (cfg.DATA.BATCH_SIZE >= 1, "DATA.BATCH_SIZE must be at least 1"),
         (cfg.DATA.IMG_SIZE >= 8, "DATA.IMG_SIZE must be at least 8 pixels"),
+        (cfg.DATA.MAX_IMAGE_PIXELS >= 1, "DATA.MAX_IMAGE_PIXELS must be at least 1, e.g. 89478485 (PIL's limit)"),
         (0.0 <= cfg.DATA.VAL_SPLIT < 1.0, "DATA.VAL_SPLIT must be in [0, 1)"),
         (subset == 0 or 0 < subset < 1 or (subset >= 1 and subset.is_integer()),
          f"DATA.TRAIN_SUBSET must be a fraction in (0, 1), a whole number of images, or 0 for all; got {subset}"),
@@ -716,7 +814,8 @@ def _train_checks(cfg: CN) -> list[tuple[bool, str]]:
         (0.0 < cfg.TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START < 1.0,
          "TRAIN.LR_SCHEDULER.ONECYCLE_PCT_START must be in (0, 1)"),
         (cfg.TRAIN.LR_SCHEDULER.PATIENCE >= 0, "TRAIN.LR_SCHEDULER.PATIENCE must be 0 or more epochs"),
-        (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2, "TRAIN.OPTIMIZER.BETAS must hold two numbers, e.g. (0.9, 0.999)"),
+        (len(cfg.TRAIN.OPTIMIZER.BETAS) == 2 and all(0.0 <= beta < 1.0 for beta in cfg.TRAIN.OPTIMIZER.BETAS),
+         f"TRAIN.OPTIMIZER.BETAS must hold two numbers in [0, 1), e.g. (0.9, 0.999); got {cfg.TRAIN.OPTIMIZER.BETAS}"),
         (cfg.TRAIN.ARCFACE.SCALE > 0 and cfg.TRAIN.COSFACE.SCALE > 0,
          "TRAIN.ARCFACE.SCALE and TRAIN.COSFACE.SCALE must be positive, e.g. 64"),
         (cfg.TRAIN.ARCFACE.MARGIN >= 0 and cfg.TRAIN.COSFACE.MARGIN >= 0 and cfg.TRAIN.TRIPLET.MARGIN >= 0,
@@ -774,6 +873,9 @@ def _check_values(cfg: CN) -> None:
 def _check_loss(cfg: CN) -> None:
     """TRAIN.LOSS's terms, and the settings the metric terms cannot work with."""
     from models.losses import parse_loss_terms
+    if not cfg.TRAIN.LOSS.isprintable():  # parse_loss_terms quotes it in its messages as typed
+        raise UserError(f"TRAIN.LOSS {cfg.TRAIN.LOSS!r} holds a line break or control character; "
+                        f"write its terms joined with +, e.g. ce+arcface")
     terms = [name for name, _ in parse_loss_terms(cfg.TRAIN.LOSS, cfg.TRAIN.LOSS_WEIGHTS)]
     metric_terms = [name for name in terms if name != "ce"]
     if "triplet" in terms and cfg.DATA.SAMPLER != "pk":
@@ -786,5 +888,6 @@ def _check_loss(cfg: CN) -> None:
         raise UserError(f"TRAIN.LOSS {metric_terms[0]} trains the embedding, which MODEL.AUX_LOGITS' auxiliary "
                         f"heads bypass; set MODEL.AUX_LOGITS False")
     device = cfg.DEVICE
-    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+    index = device.removeprefix("cuda:")
+    if not (device in ("auto", "cpu", "cuda") or (index != device and index.isascii() and index.isdigit())):
         raise UserError(f"DEVICE must be auto, cpu, cuda or cuda:N, got {device!r}")

@@ -32,12 +32,13 @@ from engine.parts import TrainingParts
 from engine.preemption import Preempted, StopRequest, signal_name
 from engine.resume import RunPlan, StartingPoint, plan_run, restore_training_state
 from engine.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT, log_outputs, open_run_dir, record_data
+from engine.run_lock import claimed_by_main
 from engine.tracking import RunTracker
 from engine.wandb_run import WandbRun
 from engine.weight_averaging import StochasticWeightAveraging
 from optimizer import build_scheduler
 from studies.lr_finder import run_lr_find
-from studies.model_table import print_model_table
+from studies.model_table import DEFAULT_IMG_SIZE, print_model_table
 from studies.throughput import CPU_MAX_BATCH, CUDA_MAX_BATCH, run_throughput_scan
 from utils.cli import OneLineErrorParser, positive_int
 from utils.device import peak_memory, resolve_device
@@ -64,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-path", help="DATA.DATA_PATH")
     parser.add_argument("--output", help="OUTPUT: root folder for runs")
     parser.add_argument("--tag", help="TAG: name of the run folder")
-    parser.add_argument("--resume", help="MODEL.RESUME: a checkpoint path, or 'auto' for this run's latest")
+    parser.add_argument("--resume", help="MODEL.RESUME: 'auto' continues the run tagged --tag; a run's last.pth continues "
+                                         "that run; a file outside every run folder forks a new one")
     parser.add_argument("--eval", action="store_true",
                         help="EVAL_MODE: evaluate the --resume checkpoint on the val split; writes a report "
                              "into an eval-<time> folder beside it")
@@ -86,8 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-find", action="store_true",
                         help="LR range test: writes lr_find.png and prints the suggested TRAIN.LR")
     parser.add_argument("--list-models", action="store_true",
-                        help="print every model with its parameters and MACs at --img-size, then exit")
-    parser.add_argument("--img-size", type=int, default=224, help="input size for --list-models (default 224)")
+                        help="print every model with its parameters and MACs, then exit: built as --cfg and --opts "
+                             "build the model (their classes, image size, stem and width), or without them at "
+                             "--img-size and 1000 classes")
+    parser.add_argument("--img-size", type=positive_int,
+                        help=f"input size for --list-models (default {DEFAULT_IMG_SIZE}, or with --cfg/--opts "
+                             f"the config's DATA.IMG_SIZE)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE pairs applied last, e.g. --opts TRAIN.LR 1e-3 TRAIN.EPOCHS 10")
     args = parser.parse_args(argv)
@@ -124,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.list_models:
-            print_model_table(args.img_size)
+            size_opts = ["DATA.IMG_SIZE", str(args.img_size)] if args.img_size else []
+            from_config = args.cfg is not None or bool(args.opts)
+            print_model_table(get_config(args.cfg, size_opts + command_line_opts(args)) if from_config else None,
+                              args.img_size)
             return 0
         cfg = config_from_args(args)
         if cfg.EVAL_MODE or args.predict or args.export_embeddings:
@@ -180,15 +189,23 @@ class Run:
 
 
 def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
-    """The full run; returns its folder. Under torchrun every rank trains, rank 0 writes."""
+    """The full run; returns its folder. Under torchrun every rank trains, rank 0 writes, and rank 0
+    holds the folder's claim (engine/run_lock.py) from before its first file to after its last."""
+    with claimed_by_main(plan.run_dir, world.is_main) as claim_notes:
+        return train_in_claimed_folder(plan, device, world, claim_notes)
+
+
+def train_in_claimed_folder(plan: RunPlan, device: torch.device, world: World, claim_notes: list[str]) -> str:
+    """train()'s recipe, once the run folder is this run's alone."""
     cfg, run_dir = plan.cfg, plan.run_dir
     seed_everything(cfg.SEED)
     parts = build_training_parts(cfg, device, world)
     if plan.checkpoint is not None:
-        load_model_weights(parts.model, plan.checkpoint, plan.resume_path, cfg)
+        load_model_weights(parts.model, plan.checkpoint, plan.resume_path, cfg,
+                           class_names=parts.loaders.class_names)
     logger = open_run_dir(cfg, run_dir, device) if world.is_main else create_logger(None, quiet=True)
     record_data(logger, run_dir if world.is_main else None, parts.loaders)
-    for note in plan.notes:
+    for note in [*claim_notes, *plan.notes]:
         logger.info(note)
     loop, steps_per_epoch = loop_settings(cfg, len(parts.loaders.train_loader))
     scheduler = build_scheduler(cfg, parts.optimizer, steps_per_epoch)

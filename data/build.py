@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import Sampler, SequentialSampler
 
 from data import csv_labels
 from data.batch_augment import BatchAugment
@@ -24,6 +24,7 @@ from data.registry import DataSource, Splits, get_dataset_spec
 from data.image_files import ImageFileStore
 from data.pairs import VerificationPairs, draw_pairs, read_pairs_file
 from data.sampler import ClassBalancedSampler, EpochShuffleSampler, ShardSampler, eligible_classes
+from data.seeded_loader import SeededDataLoader
 from data.transforms import INTERPOLATIONS, build_eval_transform, build_train_transform, unused_rand_augment_fields
 from utils.errors import UserError
 
@@ -40,7 +41,7 @@ def data_source(cfg) -> DataSource:
                                         data.CSV_ID, data.CSV_LABEL, data.IMAGE_EXT)
     return DataSource(data.DATA_PATH, data.STORED_SIZE, data.IMG_SIZE, data.DOWNLOAD, decode_size,
                       INTERPOLATIONS[data.INTERPOLATION], layout, data.SKIP_BAD_IMAGES,
-                      resolve_num_workers(-1))
+                      resolve_num_workers(-1), data.MAX_IMAGE_PIXELS)
 
 
 def dataset_num_classes(cfg) -> int:
@@ -146,15 +147,15 @@ def build_eval_samplers(val_length: int, test_length: int, shuffle_val: bool, se
                         rank: int, world_size: int) -> tuple[Sampler[int], Sampler[int]]:
     """(val sampler, test sampler): the whole splits for one process, else this rank's shards.
 
-    Val is shuffled from `seed` when `shuffle_val`; test is always in order, for the submission.
+    Val is shuffled from `seed` when `shuffle_val`, in one order for every epoch and every world
+    size, so that a resumed run reads it as the run it continues; test is always in order, for the
+    submission.
     """
-    if world_size == 1:
-        val_sampler = (RandomSampler(range(val_length), generator=torch.Generator().manual_seed(seed))
-                       if shuffle_val else SequentialSampler(range(val_length)))
-        return val_sampler, SequentialSampler(range(test_length))
-    # RandomSampler's first pass above, so that every world size reads val in the same order.
     val_order = (torch.randperm(val_length, generator=torch.Generator().manual_seed(seed)).tolist()
                  if shuffle_val else None)
+    if world_size == 1:
+        val_sampler = ShardSampler(val_length, 0, 1, val_order) if shuffle_val else SequentialSampler(range(val_length))
+        return val_sampler, SequentialSampler(range(test_length))
     return (ShardSampler(val_length, rank, world_size, val_order),
             ShardSampler(test_length, rank, world_size))
 
@@ -270,22 +271,31 @@ def describe_source(cache: str, device: torch.device, num_workers: int) -> str:
     return f"read by {num_workers} loader workers" if num_workers else "read in the main process"
 
 
+def build_eval_transforms(cfg, splits: Splits) -> dict[str, Callable | None]:
+    """The deterministic resize of each split of `splits` to DATA.IMG_SIZE, planned from the size
+    that split's images are stored at: an HDF5 file may store val at another size than train."""
+    return {split: build_eval_transform(cfg.DATA.IMG_SIZE, store.image_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
+            for split, (store, _) in splits.items()}
+
+
 def split_datasets(cfg, splits: Splits, class_names: list[str], held_out: np.ndarray | None,
-                   train_transform: Callable | None, eval_transform: Callable | None) -> dict[str, ImageDataset]:
+                   train_transform: Callable | None,
+                   eval_transforms: dict[str, Callable | None]) -> dict[str, ImageDataset]:
     """{"train", "val", "test"[, "holdout"]: ImageDataset}: val is DATA.VAL_SPLIT of train when set
     (train then keeps the rest), else the data set's val split, else its test split; train is
-    reduced to DATA.TRAIN_SUBSET. With DATA.HOLDOUT_CLASSES, those classes' images leave every
-    split (the rest renumbered, data.holdout), `held_out` marking them per class, and their train
-    images form "holdout"."""
+    reduced to DATA.TRAIN_SUBSET. Every split but train is read through the eval transform of the
+    split of `splits` its images come from. With DATA.HOLDOUT_CLASSES, those classes' images leave
+    every split (the rest renumbered, data.holdout), `held_out` marking them per class, and their
+    train images form "holdout"."""
     train_store, train_labels = splits["train"]
     test_store, test_labels = splits["test"]
     if cfg.DATA.VAL_SPLIT > 0:
+        val_source = "train"
         train_indices, val_indices = split_train_val(len(train_store), cfg.DATA.VAL_SPLIT, cfg.SEED)
-        val_store, val_labels = train_store, train_labels
     else:
-        train_indices = np.arange(len(train_store))
-        val_store, val_labels = splits.get("val", splits["test"])
-        val_indices = np.arange(len(val_store))
+        val_source = "val" if "val" in splits else "test"
+        train_indices, val_indices = np.arange(len(train_store)), np.arange(len(splits[val_source][0]))
+    val_store, val_labels = splits[val_source]
     if val_labels is None:
         raise UserError(f"{cfg.DATA.DATASET} has no val labels; set DATA.VAL_SPLIT to hold out part of train")
     test_indices = np.arange(len(test_store))
@@ -293,7 +303,7 @@ def split_datasets(cfg, splits: Splits, class_names: list[str], held_out: np.nda
     if held_out is not None:
         num_classes = int((~held_out).sum())
         holdout = ImageDataset(train_store, train_labels, len(class_names),
-                               np.flatnonzero(held_out[train_labels]), eval_transform)
+                               np.flatnonzero(held_out[train_labels]), eval_transforms["train"])
         train_indices = kept_positions(train_indices, train_labels, held_out)
         val_indices = kept_positions(val_indices, val_labels, held_out)
         if test_labels is not None:
@@ -303,8 +313,8 @@ def split_datasets(cfg, splits: Splits, class_names: list[str], held_out: np.nda
         train_labels, val_labels = (kept_class_labels(labels, held_out) for labels in (train_labels, val_labels))
     train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED)
     datasets = {"train": ImageDataset(train_store, train_labels, num_classes, train_indices, train_transform),
-                "val": ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transform),
-                "test": ImageDataset(test_store, test_labels, num_classes, test_indices, eval_transform)}
+                "val": ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transforms[val_source]),
+                "test": ImageDataset(test_store, test_labels, num_classes, test_indices, eval_transforms["test"])}
     if holdout is not None:
         datasets["holdout"] = holdout
     return datasets
@@ -335,16 +345,18 @@ def verification_pairs(cfg, datasets: dict[str, ImageDataset], stored_size: int,
                        ) -> tuple[VerificationPairs | None, VerificationPairs | None]:
     """(the labelled pairs scored every epoch, the unlabelled pairs of the verification
     submission), each None when not configured. Pairs files add the images they name to
-    `datasets` as the splits "verify" and "verify_test"; drawn pairs index the "holdout" split
-    (DATA.HOLDOUT_CLASSES), else "val"."""
+    `datasets` as the splits "verify" and "verify_test", decoded at `stored_size` px and read
+    through `eval_transform`; drawn pairs index the "holdout" split (DATA.HOLDOUT_CLASSES), else "val"."""
+    data_path = os.path.expanduser(cfg.DATA.DATA_PATH)
+
     def from_file(key: str, split: str, labelled: bool) -> VerificationPairs:
-        path = os.path.join(cfg.DATA.DATA_PATH, cfg.DATA[key])
-        pairs = read_pairs_file(path, cfg.DATA.DATA_PATH, labelled)
+        path = os.path.join(data_path, cfg.DATA[key])
+        pairs = read_pairs_file(path, data_path, labelled)
         if labelled and (pairs.same.all() or not pairs.same.any()):
             raise UserError(f"DATA.{key} {path} labels every pair {int(pairs.same[0])}, so no ROC curve can be drawn; "
                             f"it needs pairs of the same identity (1) and of different ones (0)")
-        store = ImageFileStore([os.path.join(cfg.DATA.DATA_PATH, image) for image in pairs.images], stored_size,
-                               INTERPOLATIONS[cfg.DATA.INTERPOLATION])
+        store = ImageFileStore([os.path.join(data_path, image) for image in pairs.images], stored_size,
+                               INTERPOLATIONS[cfg.DATA.INTERPOLATION], cfg.DATA.MAX_IMAGE_PIXELS)
         datasets[split] = ImageDataset(store, None, datasets["train"].num_classes, None, eval_transform)
         return VerificationPairs(split, pairs.first, pairs.second, pairs.same if labelled else None, pairs.names)
 
@@ -366,20 +378,21 @@ def verification_pairs(cfg, datasets: dict[str, ImageDataset], stored_size: int,
 
 def loader_factory(datasets: dict[str, ImageDataset], cached: dict, batch_augment: BatchAugment | None,
                    device: torch.device, default_batch_size: int, num_workers: int, pin_memory: bool,
-                   persistent_workers: bool) -> Callable[..., Iterable]:
+                   persistent_workers: bool, seed: int) -> Callable[..., Iterable]:
     """`make_loader(split, sampler, batch_size=default_batch_size, drop_last=False)`: batches of
     a split in the sampler's order, from its cache when `cached` holds the splits, else from
-    loader workers; train batches are augmented on the device by `batch_augment` when given."""
+    loader workers (their base seed drawn from `seed` and the epoch, never from torch's global
+    generator); train batches are augmented on the device by `batch_augment` when given."""
 
     def make_loader(split: str, sampler: Sampler, batch_size: int = default_batch_size,
                     drop_last: bool = False) -> Iterable:
         if cached:
             batches = CachedLoader(*cached[split], sampler, batch_size, drop_last, pin_batches=pin_memory)
         else:
-            batches = DataLoader(datasets[split], batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                                 num_workers=num_workers, pin_memory=pin_memory,
-                                 worker_init_fn=ignore_stop_signals,
-                                 persistent_workers=persistent_workers and num_workers > 0)
+            batches = SeededDataLoader(datasets[split], batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                                       num_workers=num_workers, pin_memory=pin_memory,
+                                       worker_init_fn=ignore_stop_signals,
+                                       persistent_workers=persistent_workers and num_workers > 0, seed=seed)
         augment = batch_augment if split == "train" else None
         # On a GPU every loader copies on a side stream; on the CPU only augmentation needs the wrapper.
         return DeviceLoader(batches, device, augment) if augment is not None or device.type == "cuda" else batches
@@ -406,13 +419,13 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     splits, class_names = spec.load(data_source(cfg))
     stored_size = splits["train"][0].image_size
     augmentation = build_train_augmentation(cfg, stored_size, device)
-    eval_transform = build_eval_transform(img_size, stored_size, cfg.TEST.CROP, cfg.DATA.INTERPOLATION)
+    eval_transforms = build_eval_transforms(cfg, splits)
 
     held_out = held_out_mask(class_names, cfg.DATA.HOLDOUT_CLASSES) if cfg.DATA.HOLDOUT_CLASSES else None
-    datasets = split_datasets(cfg, splits, class_names, held_out, augmentation.transform, eval_transform)
+    datasets = split_datasets(cfg, splits, class_names, held_out, augmentation.transform, eval_transforms)
     if held_out is not None:
         class_names = [name for name, out in zip(class_names, held_out) if not out]
-    verify_pairs, verify_test_pairs = verification_pairs(cfg, datasets, stored_size, eval_transform)
+    verify_pairs, verify_test_pairs = verification_pairs(cfg, datasets, stored_size, eval_transforms["train"])
     train_dataset, val_dataset, test_dataset = datasets["train"], datasets["val"], datasets["test"]
     num_classes = train_dataset.num_classes
     cache = cfg.DATA.CACHE
@@ -425,7 +438,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
                           else ({}, None))
     make_loader = loader_factory(datasets, cached, augmentation.batch_augment, device, cfg.DATA.BATCH_SIZE,
                                  num_workers, cfg.DATA.PIN_MEMORY and device.type == "cuda",
-                                 cfg.DATA.PERSISTENT_WORKERS)
+                                 cfg.DATA.PERSISTENT_WORKERS, cfg.SEED)
     shuffle_val = cfg.TEST.SHUFFLE and not cfg.TEST.SEQUENTIAL
     val_sampler, test_sampler = build_eval_samplers(len(val_dataset), len(test_dataset), shuffle_val, cfg.SEED,
                                                     rank, world_size)

@@ -72,4 +72,10 @@ def load_cifar_arrays(name: str, root: str,
                             f"copy {variant.folder} there by hand, or check the network") from None
         images = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))
         splits[split] = images, np.asarray(dataset.targets, dtype=np.int64)
-    return splits, list(dataset.classes)
+    return splits, [class_name(name) for name in dataset.classes]
+
+
+def class_name(stored: str | bytes) -> str:
+    """A class name of the meta file as text. Pickles written by Python 3 from bytes hold bytes,
+    which are decoded as latin-1, as the official Python 2 pickles are read."""
+    return stored.decode("latin-1") if isinstance(stored, bytes) else str(stored)

@@ -57,10 +57,10 @@ def labelled_files(split_folder: str, classes: list[str], must_have_every_class:
 
 
 def load_image_folder(data_path: str, image_size: int, interpolation: InterpolationMode, skip_bad_images: bool,
-                      threads: int):
-    """({"train", "test"[, "val"]: (ImageFileStore, labels or None)}, class names). With
-    `skip_bad_images`, every file is decoded once first and the train and val files that fail are
-    left out (listed in each store's `left_out`)."""
+                      threads: int, max_pixels: int):
+    """({"train", "test"[, "val"]: (ImageFileStore, labels or None)}, class names). Images over
+    `max_pixels` are refused like unreadable ones; with `skip_bad_images`, every file is decoded
+    once first and the train and val files that fail are left out (listed in each store's `left_out`)."""
     root = os.path.expanduser(data_path)
     classes = class_names(root)
 
@@ -68,8 +68,8 @@ def load_image_folder(data_path: str, image_size: int, interpolation: Interpolat
         paths, labels = labelled_files(os.path.join(root, split), classes, must_have_every_class)
         left_out = []
         if skip_bad_images:
-            paths, labels, left_out = readable_only(paths, labels, threads)
-        return ImageFileStore(paths, image_size, interpolation, left_out=left_out), labels
+            paths, labels, left_out = readable_only(paths, labels, threads, max_pixels)
+        return ImageFileStore(paths, image_size, interpolation, max_pixels, left_out=left_out), labels
 
     splits = {"train": labelled_store("train", must_have_every_class=True)}
     if os.path.isdir(os.path.join(root, "val")):
@@ -77,6 +77,6 @@ def load_image_folder(data_path: str, image_size: int, interpolation: Interpolat
     test_folder = os.path.join(root, "test")
     test_paths = list_image_files(test_folder) if os.path.isdir(test_folder) else []
     if skip_bad_images:
-        check_test_images(test_paths, threads)
-    splits["test"] = (ImageFileStore(test_paths, image_size, interpolation), None)
+        check_test_images(test_paths, threads, max_pixels)
+    splits["test"] = (ImageFileStore(test_paths, image_size, interpolation, max_pixels), None)
     return splits, classes

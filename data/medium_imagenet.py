@@ -2,7 +2,8 @@
 scripts/to_hdf5.py converted into its layout).
 
 Layout: `images-{train,val,test}` uint8, channels-first (N, 3, S, S) or channels-last (N, S, S, 3),
-and `labels-{train,val}`; the test split has no labels. The file is opened lazily in each
+and `labels-{train,val}` (integers, or floats that are all whole numbers); the test split has
+no labels. Each split may be stored at its own size. The file is opened lazily in each
 process that reads it, because an h5py handle opened before the DataLoader forks its workers is
 not safe to share.
 """
@@ -157,9 +158,24 @@ def _read_labels(file, path: str, split: str, num_images: int, num_classes: int)
     key = f"labels-{split}"
     if key not in file:
         raise UserError(f"{path} has no dataset '{key}'; the {split} split needs labels")
-    labels = np.asarray(file[key][:]).reshape(-1).astype(np.int64)
+    labels = whole_number_labels(np.asarray(file[key][:]).reshape(-1), path, key)
     if len(labels) != num_images:
         raise UserError(f"{path}: '{key}' has {len(labels)} labels for {num_images} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(f"{path}: '{key}' has labels outside 0..{num_classes - 1}")
     return labels
+
+
+def whole_number_labels(stored: np.ndarray, path: str, key: str) -> np.ndarray:
+    """The labels stored under `key` as int64: an integer dataset, or a float one whose values are all
+    whole numbers; UserError naming a bad value otherwise, since casting would truncate 1.7 to 1."""
+    if np.issubdtype(stored.dtype, np.integer):
+        return stored.astype(np.int64)
+    if not np.issubdtype(stored.dtype, np.floating):
+        raise UserError(f"{path}: '{key}' holds {stored.dtype}, expected integer class labels")
+    not_whole = np.flatnonzero(~np.isfinite(stored) | (stored != np.round(stored)))
+    if len(not_whole):
+        row = int(not_whole[0])
+        raise UserError(f"{path}: '{key}' holds {len(not_whole)} labels that are not whole numbers, e.g. "
+                        f"{stored[row]} at index {row}; store the class indices as integers")
+    return stored.astype(np.int64)

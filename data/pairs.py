@@ -7,8 +7,11 @@ A pairs file holds one pair per line, whitespace-separated, blank lines skipped:
     person_a/1.jpg person_b/7.jpg 0      different people
     test/0001.jpg test/0042.jpg          unlabelled (a test file to predict)
 
-Image paths are relative to an image root. Every mistake in the file is refused in one line that
-names the file and line.
+Image paths are relative to an image root and must lead to a file inside it (no absolute path, and
+no `..` or link out of it). In a labelled file, a pair of an image with itself and a pair that
+repeats another (in either order) are refused, since either would inflate the scores measured on
+it; an unlabelled file is a list of pairs to predict, every one of which the submission answers.
+Every mistake in the file is refused in one line that names the file and line.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.image_files import path_inside
 from utils.errors import UserError
 
 PAIR_FORMAT = "'img_a img_b [0|1]'"
@@ -67,10 +71,13 @@ def read_pairs_file(path: str, image_root: str, labelled: bool) -> PairList:
     """The PairList of the pairs file at `path`, whose image paths are relative to `image_root`; with
     `labelled`, every line must end in a 0/1 label, else labels are ignored and `same` is None.
     Raises UserError, in one line, for a missing or empty file, a malformed line, a bad or missing
-    label and an image that is not under `image_root`."""
+    label, an image that is not a file inside `image_root`, and, in a labelled file, a pair of an
+    image with itself or a pair already on another line."""
     if not os.path.isfile(path):
         raise UserError(f"{path}: the pairs file does not exist; check its path")
     index: dict[str, int] = {}
+    real_paths: list[str] = []  # per distinct image: its file, links followed, so two spellings are one image
+    line_of_pair: dict[frozenset[str], int] = {}
     first, second, same, names = [], [], [], []
     label_width = None
     with open(path, encoding="utf-8") as lines:
@@ -84,9 +91,12 @@ def read_pairs_file(path: str, image_root: str, labelled: bool) -> PairList:
                 label_width = label_width or len(fields)
                 for image, indices in zip(fields[:2], (first, second)):
                     if image not in index:
-                        check_image(image, image_root, location)
+                        real_paths.append(os.path.realpath(image_file(image, image_root, location)))
                         index[image] = len(index)
                     indices.append(index[image])
+                if labelled:
+                    check_pair_is_new(real_paths[first[-1]], real_paths[second[-1]], fields, line_number,
+                                      location, line_of_pair)
                 same.append(label)
                 names.append(f"{fields[0]} {fields[1]}")
         except UnicodeDecodeError as error:
@@ -98,12 +108,32 @@ def read_pairs_file(path: str, image_root: str, labelled: bool) -> PairList:
                     same=np.array(same, dtype=bool) if labelled else None, names=names)
 
 
-def check_image(image: str, image_root: str, location: str) -> None:
-    """Raise UserError, naming the path looked for, when `image` is not a file under `image_root`."""
-    looked_for = os.path.join(image_root, image)
+def image_file(image: str, image_root: str, location: str) -> str:
+    """`image_root`/`image`; UserError naming the image when that leads outside `image_root` or is
+    not a file, naming the path looked for."""
+    looked_for = path_inside(image_root, image)
+    if looked_for is None:
+        raise UserError(f"{location}: image {image!r} is outside the image root {image_root}; write paths relative "
+                        f"to it, with no absolute path and no '..' or link leading out of it")
     if not os.path.isfile(looked_for):
         raise UserError(f"{location}: image {image!r} not found, looked for {looked_for}; check the image root "
                         f"and the path in the pairs file (relative to the image root)")
+    return looked_for
+
+
+def check_pair_is_new(first_file: str, second_file: str, fields: list[str], line_number: int, location: str,
+                      line_of_pair: dict[frozenset[str], int]) -> None:
+    """UserError when the pair of `first_file` and `second_file` (as written in `fields`) is one image
+    twice, or a pair of `line_of_pair` in either order; else it is added there, at `line_number`."""
+    if first_file == second_file:
+        raise UserError(f"{location}: the pair {fields[0]!r} {fields[1]!r} is one image with itself, which any model "
+                        f"scores as the same person; remove the line")
+    pair = frozenset((first_file, second_file))
+    if pair in line_of_pair:
+        raise UserError(f"{location}: the pair {fields[0]!r} {fields[1]!r} repeats the pair of line "
+                        f"{line_of_pair[pair]} (lines {line_of_pair[pair]} and {line_number}), which would count it "
+                        f"twice; keep one of them")
+    line_of_pair[pair] = line_number
 
 
 def draw_pairs(labels: np.ndarray, num_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

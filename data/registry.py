@@ -36,6 +36,7 @@ class DataSource:
     csv: csv_labels.CsvLayout  # the csv data set's files and columns
     skip_bad_images: bool
     threads: int  # for decoding every image once, when skip_bad_images checks them
+    max_image_pixels: int  # largest width * height an image file may declare
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,12 @@ def _count_medium_imagenet_classes(source: DataSource) -> int:
 
 def _load_image_folder(source: DataSource) -> tuple[Splits, list[str]]:
     return image_folder.load_image_folder(source.data_path, source.decode_size, source.interpolation,
-                                          source.skip_bad_images, source.threads)
+                                          source.skip_bad_images, source.threads, source.max_image_pixels)
 
 
 def _load_csv(source: DataSource) -> tuple[Splits, list[str]]:
     return csv_labels.load_csv_dataset(source.csv, source.decode_size, source.interpolation, source.skip_bad_images,
-                                       source.threads)
+                                       source.threads, source.max_image_pixels)
 
 
 DATASETS = {

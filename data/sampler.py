@@ -3,7 +3,8 @@
 The train sampler hands the dataset `(index, sample_seed)` pairs, and the dataset seeds each
 image's augmentation with its `sample_seed`. So what a training step sees depends only on
 (seed, epoch, index): not on the number of loader workers, not on where a resumed run picked
-up, and not on how many processes share the epoch.
+up, and not on how many processes share the epoch. The seeds of what is drawn per batch (the
+batched augmentation, Mixup / CutMix) and per loader iterator come from (seed, epoch, batch) here too.
 """
 from __future__ import annotations
 
@@ -32,6 +33,31 @@ def batch_seed(seed: int, epoch: int, batch_index: int) -> int:
     over the global batch, all ranks together), below 2**63."""
     # The third word keeps these seeds apart from the (permutation, epoch) seeds of [seed, epoch].
     return int(np.random.SeedSequence([seed, epoch, batch_index]).generate_state(1, np.uint64)[0]) & (2**63 - 1)
+
+
+# The last word of the entropy [seed, epoch, batch_index, stream] from which SeedSequence mixes
+# each stream of seeds below. It zero-pads entropy, so batch_seed's three words are stream 0, and
+# the class-balanced sampler's [seed, epoch, 2**32] reads as the words [seed, epoch, 0, 1]: the
+# streams here start at 2, so that no two of them share a seed.
+_MIX_STREAM = 2
+_LOADER_STREAM = 3
+
+
+def _stream_seed(seed: int, epoch: int, batch_index: int, stream: int) -> int:
+    sequence = np.random.SeedSequence([seed, epoch, batch_index, stream])
+    return int(sequence.generate_state(1, np.uint64)[0]) & (2**63 - 1)
+
+
+def mix_seed(seed: int, epoch: int, batch_index: int) -> int:
+    """The seed of the Mixup / CutMix draws of train batch `batch_index` of `epoch` (data.mix),
+    below 2**63: a stream apart from the batch's augmentation (`batch_seed`)."""
+    return _stream_seed(seed, epoch, batch_index, _MIX_STREAM)
+
+
+def loader_seed(seed: int, epoch: int) -> int:
+    """The seed of the generator from which a loader's iterator over `epoch` draws its workers'
+    base seed (data.seeded_loader), below 2**63."""
+    return _stream_seed(seed, epoch, 0, _LOADER_STREAM)
 
 
 def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:

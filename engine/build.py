@@ -16,6 +16,7 @@ from config import changed_from_defaults
 from data import build_loader
 from data.mix import build_batch_mixer
 from data.normalize import Normalize
+from engine.checkpoint import check_pretrained_classes
 from engine.launch import World
 from engine.loop import LoopSettings
 from engine.parts import TrainingParts
@@ -38,7 +39,8 @@ def seed_everything(seed: int) -> None:
 
 
 def build_training_parts(cfg, device: torch.device, world: World = World()) -> TrainingParts:
-    """Model, optimizer and data from the config. Fails on a typo before anything is written.
+    """Model, optimizer and data from the config. Fails on a typo, or on MODEL.PRETRAINED weights
+    whose classifier was kept for other classes, before anything is written.
 
     Under torchrun the model is wrapped in DistributedDataParallel (its BatchNorms made
     SyncBatchNorm with MODEL.SYNC_BN) and each rank gets its shard of every split.
@@ -54,6 +56,9 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
     # The loss's own parameters (ArcFace's and CosFace's class centres) train with the model.
     optimizer = build_optimizer(cfg, model, train_criterion)
     loaders = build_loader(cfg, world.rank, world.size, device)
+    if cfg.MODEL.PRETRAINED:
+        note = check_pretrained_classes(cfg.MODEL.PRETRAINED, model, cfg.DATA.DATA_PATH, loaders.class_names)
+        loaders.notes.extend([note] if note else [])
     if cfg.SUBMISSION.ID == "file" and loaders.test_ids is None:
         raise UserError(f"SUBMISSION.ID file names each row by its test image's file, but the test images of "
                         f"DATA.DATASET {cfg.DATA.DATASET} are not files; use SUBMISSION.ID index")
@@ -69,7 +74,7 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
     normalize = Normalize(loaders.mean, loaders.std, setup.channels_last).to(device)
     train_criterion.to(device)
     mix = build_batch_mixer(cfg.AUG.MIXUP, cfg.AUG.CUTMIX, cfg.AUG.MIX_PROB, cfg.AUG.MIX_SWITCH_PROB,
-                            loaders.num_classes)
+                            loaders.num_classes, cfg.SEED)
     return TrainingParts(model, forward_model, normalize, optimizer, setup.grad_scaler(), setup, loaders,
                          nn.CrossEntropyLoss(), parameters, macs, wrappers[0] if wrappers else None,
                          train_criterion, mix, tta=cfg.TEST.TTA, verify_far=cfg.TEST.VERIFY_FAR)

@@ -22,7 +22,8 @@ from engine.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT, experiment_dir, lat
 from engine.weight_averaging import StochasticWeightAveraging
 from evaluation.selection import BestSoFar
 from models.build import resolve_num_classes
-from utils.checkpoint_io import eval_weights, save_checkpoint
+from models.embedding import EmbeddingClassifier
+from utils.checkpoint_io import eval_weights, load_user_file, save_checkpoint
 from utils.errors import UserError
 
 # Keys that fix a checkpoint's architecture and what its outputs mean: --eval and --predict
@@ -83,12 +84,16 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_model_weights(model: nn.Module, checkpoint: dict, path: str, cfg, best_scoring: bool = False) -> str:
+def load_model_weights(model: nn.Module, checkpoint: dict, path: str, cfg, best_scoring: bool = False,
+                       class_names: list[str] | None = None) -> str:
     """Load the checkpoint's weights into `model`, built from `cfg`; a misfit names both sides.
 
     The trained weights ("model"), or with `best_scoring` whichever of them, their EMA and their
     SWA scored best on val when the checkpoint was written. Returns the name of those loaded.
+    Given the data's `class_names`, weights trained on other classes are refused first (check_classes_match).
     """
+    if class_names is not None:
+        check_classes_match(checkpoint, path, cfg.DATA.DATA_PATH, class_names)
     state, name = eval_weights(checkpoint) if best_scoring else (checkpoint["model"], "model")
     try:
         model.load_state_dict(state)
@@ -137,11 +142,56 @@ def check_classes_match(checkpoint: dict, path: str, data_path: str, class_names
     """UserError when the checkpoint was trained on other classes than the data's `class_names`."""
     trained_classes = checkpoint.get("class_names")
     if trained_classes is not None and trained_classes != class_names:
-        def listed(names: list[str]) -> str:
-            return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise UserError(f"{path} was trained on the classes {listed_names(trained_classes)} but {data_path} "
+                        f"holds {listed_names(class_names)}; point DATA.DATA_PATH at the data the checkpoint was "
+                        f"trained on ({first_difference(trained_classes, class_names)})")
 
-        raise UserError(f"{path} was trained on the classes {listed(trained_classes)} but {data_path} "
-                        f"holds {listed(class_names)}; point DATA.DATA_PATH at the data the checkpoint was trained on")
+
+def check_pretrained_classes(path: str, model: nn.Module, data_path: str, class_names: list[str]) -> str | None:
+    """MODEL.PRETRAINED `path` against the data's `class_names`, once `model` holds its weights.
+
+    A vision-zoo checkpoint trained on other classes is refused where `model` kept its classifier
+    (as many classes: each label would mean another class); where the classifier was rebuilt
+    (another number of classes) the fine-tune goes on, and the returned note says so for the log.
+    Weights that name no classes (torchvision's, a plain state_dict) are not checked.
+    """
+    if path == "torchvision":
+        return None
+    stored = load_user_file(path, "MODEL.PRETRAINED file", "pass a checkpoint or a state_dict file")
+    trained_classes = stored.get("class_names") if isinstance(stored, dict) else None
+    if not isinstance(trained_classes, list) or trained_classes == class_names:
+        return None
+    if classifier_kept(model, eval_weights(stored)[0] if isinstance(stored.get("model"), dict) else stored):
+        raise UserError(f"MODEL.PRETRAINED {path} was trained on the classes {listed_names(trained_classes)} but "
+                        f"{data_path} holds {listed_names(class_names)}; with as many classes its classifier is "
+                        f"kept, so each label would mean another class: point DATA.DATA_PATH at the data it was "
+                        f"trained on ({first_difference(trained_classes, class_names)})")
+    return (f"fine-tuning from {path}, trained on other classes ({listed_names(trained_classes)}): its "
+            f"classifier starts afresh for the {len(class_names)} classes of {data_path}")
+
+
+def classifier_kept(model: nn.Module, weights: dict) -> bool:
+    """Whether models.pretrained.load_pretrained loaded `weights`' classifier into `model`'s: it
+    does where the shapes agree, and never into an embedding model's own classifier from the
+    weights of a plain one (those fit its backbone)."""
+    if isinstance(model, EmbeddingClassifier) and not any(key.startswith("backbone.") for key in weights):
+        return False
+    classifier = model.get_classifier()
+    prefix = next(name for name, module in model.named_modules() if module is classifier)
+    return getattr(weights.get(f"{prefix}.weight"), "shape", None) == classifier.weight.shape
+
+
+def listed_names(names: list[str]) -> str:
+    """The first four class names, for a one-line message."""
+    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
+def first_difference(trained_classes: list[str], class_names: list[str]) -> str:
+    """Where two class lists part, for a one-line message: "label 3 was cat, here dog"."""
+    for label, (trained, named) in enumerate(zip(trained_classes, class_names)):
+        if trained != named:
+            return f"label {label} was {trained}, here {named}"
+    return f"{len(trained_classes)} classes then, {len(class_names)} here"
 
 
 def remove_resume_checkpoint(run_dir: str, keep: str) -> None:

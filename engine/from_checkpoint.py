@@ -11,8 +11,7 @@ import numpy as np
 from config import get_config
 from data.dataset import NO_LABEL
 from engine.build import build_training_parts
-from engine.checkpoint import (check_classes_match, check_config_matches_checkpoint, checkpoint_path_from,
-                               load_model_weights)
+from engine.checkpoint import check_config_matches_checkpoint, checkpoint_path_from, load_model_weights
 from engine.finish import predict_verification, report_on_val, report_verification, submission_columns
 from engine.parts import TrainingParts
 from engine.run_dir import log_outputs, new_timestamped_dir
@@ -70,8 +69,8 @@ def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], e
     cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
     cfg.freeze()
     parts = build_training_parts(cfg, resolve_device(cfg.DEVICE))
-    check_classes_match(checkpoint, path, cfg.DATA.DATA_PATH, parts.loaders.class_names)
-    weights = load_model_weights(parts.model, checkpoint, path, cfg, best_scoring=True)
+    weights = load_model_weights(parts.model, checkpoint, path, cfg, best_scoring=True,
+                                 class_names=parts.loaders.class_names)
     if weights != "model":
         logger.info("using the checkpoint's %s weights, which scored best on val", WEIGHT_LABELS[weights])
     out_dir = new_timestamped_dir(os.path.dirname(os.path.abspath(path)), prefix="eval-")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 
 import torch
@@ -79,7 +80,7 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
     for i, (images, targets) in enumerate(bar, start=first):
         lr = parts.optimizer.param_groups[0]["lr"]
         update_now = (i + 1) % loop.accumulation_steps == 0 or i + 1 == num_batches
-        logits, loss, targets = accumulate_gradients(parts, images, targets, i, loop, update_now, guard, stop)
+        logits, loss, targets = accumulate_gradients(parts, images, targets, epoch, i, loop, update_now, guard, stop)
         meter.update(loss, logits, targets)
         pending_steps.append((epoch * num_batches + i, lr, loss.detach().float()))
         if update_now:
@@ -102,19 +103,22 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
             EpochProgress())
 
 
-def accumulate_gradients(parts: TrainingParts, images: torch.Tensor, targets: torch.Tensor, batch_index: int,
-                         loop: LoopSettings, update_now: bool, guard: UpdateGuard, stop: StopRequest):
-    """Forward and backward of one batch, its gradients added to those of its update's group;
-    returns (logits, loss, targets as mixed). The guard hears the loss, and at the group's last
-    batch also whether a stop was requested, so every rank agrees on both."""
+def accumulate_gradients(parts: TrainingParts, images: torch.Tensor, targets: torch.Tensor, epoch: int,
+                         batch_index: int, loop: LoopSettings, update_now: bool, guard: UpdateGuard,
+                         stop: StopRequest):
+    """Forward and backward of batch `batch_index` of `epoch`, its gradients added to those of its
+    update's group; returns (logits, loss, targets as mixed). The guard hears the loss, and at the
+    group's last batch also whether a stop was requested, so every rank agrees on both."""
     accumulation = loop.accumulation_steps
     # Each update averages the gradients of its group; the epoch's last group may be shorter.
     group_start = batch_index - batch_index % accumulation
     group_size = min(accumulation, loop.num_batches - group_start)
+    # The batch's position seeds its mixing, so that a resumed run mixes it as the uninterrupted one did.
+    mix = partial(parts.mix, epoch=epoch, batch_index=batch_index) if parts.mix is not None else None
     # Under DDP, only the last micro-batch of a group all-reduces its gradients.
     with nullcontext() if update_now or parts.ddp is None else parts.ddp.no_sync():
         logits, loss, targets = forward(parts.forward_model, parts.normalize, images, targets,
-                                        parts.train_criterion or parts.criterion, parts.setup, parts.mix)
+                                        parts.train_criterion or parts.criterion, parts.setup, mix)
         guard.add_loss(loss)
         if update_now:
             guard.publish(stop.requested)

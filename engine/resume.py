@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from config import flatten, get_config
 from engine.checkpoint import restore_rng_state
 from engine.launch import restart_count
 from engine.loop import EpochProgress
 from engine.parts import TrainingParts
-from engine.run_dir import experiment_dir, plan_run_dir
+from engine.run_dir import experiment_dir, new_run_dir, plan_run_dir
 from evaluation.selection import BestSoFar, format_score
 from optimizer import load_scheduler_state, lr_at_current_step
 from utils.checkpoint_io import load_checkpoint
@@ -75,22 +75,36 @@ def plan_run(cfg, cfg_file: str | None, checkpoint_opts: list[str]) -> RunPlan:
 
     `cfg_file` is the --cfg file `cfg` was read from (None without one), and `checkpoint_opts` the
     command's flags and --opts as KEY VALUE pairs to lay over a checkpoint's own config."""
-    resume = cfg.MODEL.RESUME or ("auto" if restart_count() > 0 else "")
+    restarted = not cfg.MODEL.RESUME and restart_count() > 0
+    resume = "auto" if restarted else cfg.MODEL.RESUME
+    parent = experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET)
+    run_dir, resume_path = decided_on_main(lambda: plan_run_dir(cfg.OUTPUT, parent, cfg.TAG, resume, restarted))
+    if not resume_path:
+        return RunPlan(cfg, run_dir)
+    checkpoint = load_checkpoint(resume_path)
+    resumed, notes = config_for_resume(cfg, cfg_file, checkpoint_opts, checkpoint, resume_path)
+    if not run_dir:  # a fork: a new folder, named for the model and data it goes on training
+        run_dir = decided_on_main(lambda: new_run_dir(
+            experiment_dir(cfg.OUTPUT, resumed.MODEL.NAME, resumed.DATA.DATASET), cfg.TAG))
+    elif cfg.TAG and cfg.TAG != os.path.basename(run_dir):
+        notes.append(f"--tag {cfg.TAG} is not used: {resume_path} continues the run in {run_dir}")
+    # config.yaml then says where the run lives, wherever its checkpoint was first written.
+    resumed.defrost()
+    resumed.OUTPUT, resumed.TAG = os.path.dirname(os.path.dirname(run_dir)), os.path.basename(run_dir)
+    resumed.freeze()
+    return RunPlan(resumed, run_dir, resume_path, checkpoint, notes)
+
+
+def decided_on_main(decide: Callable[[], Any]) -> Any:
+    """What `decide()` returns on rank 0, on every rank; its UserError is raised on every rank."""
     try:
-        chosen = plan_run_dir(experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET), cfg.TAG, resume) \
-            if is_main_process() else None
-        error = None
+        chosen, error = (decide() if is_main_process() else None), None
     except UserError as e:
         chosen, error = None, str(e)
     chosen, error = broadcast_from_main((chosen, error))
     if error:
         raise UserError(error)
-    run_dir, resume_path = chosen
-    if not resume_path:
-        return RunPlan(cfg, run_dir)
-    checkpoint = load_checkpoint(resume_path)
-    resumed, notes = config_for_resume(cfg, cfg_file, checkpoint_opts, checkpoint, resume_path)
-    return RunPlan(resumed, run_dir, resume_path, checkpoint, notes)
+    return chosen
 
 
 def config_for_resume(cfg, cfg_file: str | None, checkpoint_opts: list[str], checkpoint: dict, path: str):

@@ -25,8 +25,9 @@ def forward(model: nn.Module, normalize: nn.Module, images: torch.Tensor, target
             setup: DeviceSetup, mix=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Move a uint8 batch to the device and run it forward: (logits, loss, targets on the device).
 
-    `mix` (data.mix.BatchMixer) mixes the normalised batch; the loss then takes its soft targets,
-    and the returned targets are each row's dominant label, which train accuracy is measured on.
+    `mix(images, targets)` (a data.mix.BatchMixer bound to the batch's epoch and index) mixes the
+    normalised batch; the loss then takes its soft targets, and the returned targets are each
+    row's dominant label, which train accuracy is measured on.
     """
     images = normalize(images.to(setup.device, non_blocking=True))
     targets = targets.to(setup.device, non_blocking=True)

@@ -84,19 +84,33 @@ def build_model(cfg) -> nn.Module:
     return model
 
 
-def model_cost(cfg) -> tuple[int, int | None]:
-    """(parameters, MACs per image at DATA.IMG_SIZE) of the configured model, measured on the meta
-    device; MACs is None when the model cannot take that size."""
+def model_cost(cfg, name: str | None = None) -> tuple[int, int | None]:
+    """(parameters, MACs per image at DATA.IMG_SIZE) of the configured model, or of the registered
+    model `name` built as the config builds its own (classes, size, stem, width and the other
+    options), measured on the meta device; MACs is None when the model cannot take that size."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.MODEL.INIT = "", "none", "default"
-    with torch.device("meta"):
-        model = build_model(cfg)
+    # Options the config sets for its own model say nothing about another one that lacks them.
+    quiet = name is not None and name != cfg.MODEL.NAME
+    cfg.MODEL.NAME = name or cfg.MODEL.NAME
+    level = logger.level
+    logger.setLevel(logging.ERROR if quiet else level)
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg)
+    finally:
+        logger.setLevel(level)
     try:
         macs = count_macs(model, cfg.DATA.IMG_SIZE)
     except RuntimeError:  # e.g. pooling a map smaller than its kernel
         macs = None
     return count_parameters(model), macs
+
+
+def cost_setting(cfg) -> tuple[int, int, str]:
+    """(classes, input side in px, stem) at which model_cost builds the configured models."""
+    return resolve_num_classes(cfg), cfg.DATA.IMG_SIZE, resolve_stem(cfg)
 
 
 def build_loss(cfg, model: nn.Module) -> TrainingLoss:

@@ -12,20 +12,19 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config import get_config  # noqa: E402
-from models import list_models  # noqa: E402
-from models.build import model_cost  # noqa: E402
 from models.complexity import format_count  # noqa: E402
+from studies.model_table import zoo_config, zoo_costs  # noqa: E402
+
+SIZES = (32, 224)
 
 
 def main() -> None:
-    print("| model | params (32 px) | MACs at 32 px | params (224 px) | MACs at 224 px |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name in list_models():
-        cells = [name]
-        for size in (32, 224):
-            cfg = get_config(None, ["MODEL.NAME", name, "MODEL.NUM_CLASSES", "1000", "DATA.IMG_SIZE", str(size)])
-            params, macs = model_cost(cfg)
+    print("| model | " + " | ".join(f"params ({size} px) | MACs at {size} px" for size in SIZES) + " |")
+    print("| --- |" + " ---: | ---: |" * len(SIZES))
+    columns = [zoo_costs(zoo_config(size)) for size in SIZES]
+    for rows in zip(*columns):
+        cells = [rows[0][0]]
+        for _, params, macs in rows:
             cells += [format_count(params), format_count(macs) if macs else "too small"]
         print("| " + " | ".join(cells) + " |")
 

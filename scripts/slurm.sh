@@ -36,12 +36,15 @@ stop_and_requeue() {
     exit 0
 }
 trap stop_and_requeue USR1
+# A requeued job continues its run; the first start has none yet, which --resume auto refuses.
+RESUME=()
+if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume auto); fi
 
 srun --kill-on-bad-exit=1 torchrun \
     --nnodes "$SLURM_NNODES" --nproc_per_node "$GPUS_PER_NODE" \
     --rdzv-backend c10d --rdzv-endpoint "$HEAD_NODE:29500" --rdzv-id "$SLURM_JOB_ID" \
     --max-restarts 3 \
-    main.py --cfg "$CFG" --tag "$TAG" --resume auto "$@" &
+    main.py --cfg "$CFG" --tag "$TAG" ${RESUME[@]+"${RESUME[@]}"} "$@" &
 TRAIN_PID=$!
 # `wait` returns early when the trap fires; the trap then waits for training to finish saving.
 wait "$TRAIN_PID"

@@ -6,9 +6,11 @@
 Every combination of the grids' values is one run of main.py, tagged by its values (e.g.
 lr0.001), under OUTPUT/sweeps/NAME, in the W&B group NAME. Every combination is checked before
 the first run starts. Running the same command again skips the finished runs and resumes an
-interrupted one; a failing run does not stop the sweep. At the end, compare.png and compare.csv
-(scripts/compare.py) are written into the sweep folder. Sweeps keep only best.pth
-(SAVE.CHECKPOINTS best) unless the config or --opts choose otherwise.
+interrupted one; a failing run does not stop the sweep. Running it twice at once shares the
+runs out: a run whose folder the other holds is left to it, then read (or resumed, if it did not
+finish) once it ends. At the end, compare.png and compare.csv (scripts/compare.py) are written
+into the sweep folder. Sweeps keep only best.pth (SAVE.CHECKPOINTS best) unless the config or
+--opts choose otherwise.
 """
 from __future__ import annotations
 
@@ -18,19 +20,23 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from config import flatten, get_config, get_default_config, opts_from_flags, resolve_key_path  # noqa: E402
-from engine.run_dir import experiment_dir  # noqa: E402
+from engine.run_dir import experiment_dir, is_run_folder  # noqa: E402
+from engine.run_lock import live_holder  # noqa: E402
 from engine.summary import read_summary  # noqa: E402
-from studies.compare import DEFAULT_METRICS, compare_runs, load_run, markdown_table  # noqa: E402
+from studies.compare import DEFAULT_METRICS, RunRecord, compare_runs, load_run, markdown_table  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 # What a sweep keeps of each run unless told otherwise: its best.pth, not last.pth.
 SWEEP_CHECKPOINTS = "best"
+# How often a sweep looks whether a run another process holds has ended.
+RELEASE_POLL_S = 1.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,7 +115,7 @@ def run_opts(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, comb
     pairs = [item for key, value in combination.items() for item in (key, value)]
     # Where the run lives comes last, so that no --opts can move it out of the sweep; repr()
     # keeps the texts from being read as numbers.
-    place = ["OUTPUT", repr(sweep_dir), "TAG", repr(tag), "MODEL.RESUME", "'auto'"]
+    place = ["OUTPUT", repr(sweep_dir), "TAG", repr(tag)]
     return ["WANDB.GROUP", repr(name), *checkpoints, *args.opts, *pairs, *place]
 
 
@@ -161,31 +167,73 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"sweep {sweep_dir}: {len(runs)} runs", flush=True)
-    records = []
-    for number, (run_dir, run_argv, config) in enumerate(runs, start=1):
-        status = (read_summary(run_dir) or {}).get("status")
-        if status == "finished":
-            print(f"[{number}/{len(runs)}] {run_dir}: finished before, skipped", flush=True)
-            records.append(load_run(run_dir))
-            continue
-        print(f"[{number}/{len(runs)}] {run_dir}: {'resuming' if status else 'starting'}", flush=True)
-        try:
-            result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *run_argv])
-        except KeyboardInterrupt:  # Ctrl-C reaches the run too, which saves its place
-            print("sweep interrupted; run the same command again to go on where it stopped", file=sys.stderr)
-            return 130
-        record = load_run(run_dir)
-        record.config = record.config or config  # a run that failed early wrote no config.yaml
-        if result.returncode != 0:
-            print(f"[{number}/{len(runs)}] {run_dir}: failed with exit code {result.returncode}", flush=True)
-            record.status_override = f"failed (exit {result.returncode})"
-        records.append(record)
+    records: dict[int, RunRecord] = {}
+    try:
+        for number, (run_dir, run_argv, config) in enumerate(runs, start=1):
+            record = run_point(f"[{number}/{len(runs)}]", run_dir, run_argv, config)
+            if record is not None:
+                records[number] = record
+        # The points another sweep held: finished by it, or taken up here once it lets go.
+        for number, (run_dir, run_argv, config) in enumerate(runs, start=1):
+            while number not in records:
+                wait_for_release(run_dir)
+                record = run_point(f"[{number}/{len(runs)}]", run_dir, run_argv, config)
+                if record is not None:
+                    records[number] = record
+    except KeyboardInterrupt:  # Ctrl-C reaches the run too, which saves its place
+        print("sweep interrupted; run the same command again to go on where it stopped", file=sys.stderr)
+        return 130
     out = os.path.join(sweep_dir, "compare.png")
-    table = compare_runs(records, DEFAULT_METRICS, out)
+    table = compare_runs([records[number] for number in sorted(records)], DEFAULT_METRICS, out)
     print(markdown_table(table))
     print(f"wrote {out} and {os.path.splitext(out)[0]}.csv")
-    failed = [record for record in records if record.status != "finished"]
+    failed = [record for record in records.values() if record.status != "finished"]
     return 1 if failed else 0
+
+
+def run_point(label: str, run_dir: str, run_argv: list[str], config: dict) -> RunRecord | None:
+    """Train one point of the sweep, resume it, or skip it if it finished; returns its record.
+    A point whose folder another live process holds (a second sweep started on the same folder)
+    is left for later: one line says so, and None comes back."""
+    if says_held(label, run_dir):
+        return None
+    status = (read_summary(run_dir) or {}).get("status")
+    if status == "finished":
+        print(f"{label} {run_dir}: finished before, skipped", flush=True)
+        return load_run(run_dir)
+    print(f"{label} {run_dir}: {'resuming' if status else 'starting'}", flush=True)
+    # A run that began goes on from its last.pth; --resume auto refuses a run that does not exist yet.
+    resume = ["MODEL.RESUME", "'auto'"] if is_run_folder(run_dir) else []
+    result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *run_argv, *resume])
+    if result.returncode != 0:  # another sweep's run may have claimed the folder since the check
+        if says_held(label, run_dir):
+            return None
+        if (read_summary(run_dir) or {}).get("status") == "finished":
+            print(f"{label} {run_dir}: finished by another process, skipped", flush=True)
+            return load_run(run_dir)
+    record = load_run(run_dir)
+    record.config = record.config or config  # a run that failed early wrote no config.yaml
+    if result.returncode != 0:
+        print(f"{label} {run_dir}: failed with exit code {result.returncode}", flush=True)
+        record.status_override = f"failed (exit {result.returncode})"
+    return record
+
+
+def says_held(label: str, run_dir: str) -> bool:
+    """Whether another live process holds `run_dir`, printing one line if so."""
+    holder = live_holder(run_dir)
+    if holder is not None:
+        print(f"{label} {run_dir}: in use by {holder}, left to it for now; taken up again when it ends", flush=True)
+    return holder is not None
+
+
+def wait_for_release(run_dir: str) -> None:
+    """Wait until no live process holds `run_dir`, after one line that says so."""
+    holder = live_holder(run_dir)
+    if holder is not None:
+        print(f"waiting for {holder} to release {run_dir}", flush=True)
+    while live_holder(run_dir) is not None:
+        time.sleep(RELEASE_POLL_S)
 
 
 if __name__ == "__main__":

@@ -111,13 +111,15 @@ def cifar_marker_row() -> np.ndarray:
     return row
 
 
-def write_cifar10(root: Path, per_batch: int = 10, num_test: int = 10, seed: int = 0) -> CifarFixture:
+def write_cifar10(root: Path, per_batch: int = 10, num_test: int = 10, seed: int = 0,
+                  label_names_as_bytes: bool = False) -> CifarFixture:
     """Write `root/cifar-10-batches-py` as the official archive lays it out, with small batches.
 
     Each file is a pickled dict as in the real (Python 2) files, whose keys torchvision reads
     back as str: data_batch_1..5 and test_batch hold "data" (N, 3072) uint8, "labels",
     "batch_label" and "filenames"; batches.meta holds "label_names" and "num_cases_per_batch".
-    The first image of data_batch_1 is `cifar_marker_row()`.
+    The first image of data_batch_1 is `cifar_marker_row()`. With `label_names_as_bytes`, the label
+    names are bytes (b"cat"), as a Python 3 script that builds such a file from bytes writes them.
     """
     rng = np.random.default_rng(seed)
     folder = Path(root) / CIFAR10_FOLDER
@@ -149,7 +151,8 @@ def write_cifar10(root: Path, per_batch: int = 10, num_test: int = 10, seed: int
         "filenames": [f"test_{i}.png" for i in range(num_test)],
     })
     _write_pickle(folder / "batches.meta", {
-        "label_names": CIFAR10_LABEL_NAMES,
+        "label_names": [name.encode() for name in CIFAR10_LABEL_NAMES] if label_names_as_bytes
+        else CIFAR10_LABEL_NAMES,
         "num_cases_per_batch": per_batch,
         "num_vis": CIFAR_PIXELS,
     })
@@ -362,6 +365,30 @@ def write_image_folder(root: Path, per_class: int = 12, val_per_class: int = 0, 
     for i in range(num_test):
         Image.fromarray(class_image(rng, IMAGE_FOLDER_CLASSES[i % 3])).save(test / f"img_{num_test - i:02d}.jpg")
     return root
+
+
+def write_png_bomb(path: Path, width: int, height: int, with_pixels: bool = True) -> Path:
+    """A black 1-bit grayscale PNG of width x height that holds a few kilobytes on disk: a decompression
+    bomb. Without `with_pixels`, its image data is empty (only the header declares the size), which
+    writes any size in no time. Streamed, so that writing it never holds the pixels in memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    data = b""
+    if with_pixels:
+        row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the row's bits, all black
+        rows_per_piece = max(1, (1 << 20) // len(row))
+        for start in range(0, height, rows_per_piece):
+            data += compressor.compress(row * min(rows_per_piece, height - start))
+    data += compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, grayscale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
 
 
 def patch_evaluate(monkeypatch, evaluate) -> None:

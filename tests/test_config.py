@@ -226,3 +226,100 @@ def test_text_keys_keep_number_like_text_as_typed(tmp_path):
     assert (cfg.TAG, cfg.WANDB.PROJECT) == ("1e3", "0.10")
     cfg = get_config(write(tmp_path / "quoted.yaml", "TAG: \"1e3\"\nWANDB:\n  PROJECT: '0.10'\n"))
     assert (cfg.TAG, cfg.WANDB.PROJECT) == ("1e3", "0.10")
+
+
+@pytest.mark.parametrize("text, names", [
+    ("BASE: 5\n", ["bad.yaml", "BASE"]),
+    ("BASE: [1]\n", ["bad.yaml", "BASE"]),
+    ("BASE: {a: b.yaml}\n", ["bad.yaml", "BASE"]),
+    (b"TAG: caf\xe9\n", ["bad.yaml", "UTF-8", "line 1"]),
+    (b"SEED: 0\nTAG: \xff\xfe\n", ["bad.yaml", "UTF-8", "line 2"]),
+    ("a: &a [1, *a]\n", ["bad.yaml", "line 1"]),
+    ("TRAIN:\n  LR_SCHEDULER:\n    MILESTONES: [a]\n", ["TRAIN.LR_SCHEDULER.MILESTONES"]),
+    ("TRAIN:\n  OPTIMIZER:\n    BETAS: [a, b]\n", ["TRAIN.OPTIMIZER.BETAS"]),
+])
+def test_a_malformed_config_file_is_one_line_naming_what_is_wrong(tmp_path, text, names):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(UserError) as error:
+        get_config(str(path))
+    message = str(error.value)
+    assert "\n" not in message
+    for name in names:
+        assert name in message
+
+
+def test_a_yaml_alias_bomb_inside_a_list_key_is_refused_before_it_is_built(tmp_path):
+    from tests.bad_inputs.config_rows import ALIAS_BOMB
+    assert len(ALIAS_BOMB) < 500
+    with pytest.raises(UserError, match=r"bomb.yaml .*line \d+.*aliases"):
+        get_config(write(tmp_path / "bomb.yaml", ALIAS_BOMB))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("TRAIN.LR_SCHEDULER.MILESTONES", "('a',)"),
+    ("TRAIN.LR_SCHEDULER.MILESTONES", "(30.5, 60)"),
+    ("TRAIN.LR_SCHEDULER.MILESTONES", "(True, 60)"),
+    ("TRAIN.OPTIMIZER.BETAS", "('a', 'b')"),
+    ("TRAIN.OPTIMIZER.BETAS", "(0.9, None)"),
+    ("TRAIN.OPTIMIZER.BETAS", "(0.9, 1.5)"),
+    ("TRAIN.OPTIMIZER.BETAS", "(-0.1, 0.9)"),
+    ("TRAIN.LOSS_WEIGHTS", "('1',)"),
+    ("AUG.RRC_SCALE", "((0.1,), 1.0)"),
+    ("AUG.BLUR_SIGMA", "(0.1, '2')"),
+    ("AUG.ERASE_SCALE", "(False, 0.3)"),
+    ("DATA.HOLDOUT_CLASSES", "[[7], 8]"),
+    ("DATA.HOLDOUT_CLASSES", "[None]"),
+    ("TRAIN.LR", "1" + "0" * 400),  # an integer too large for a float
+])
+def test_list_items_of_the_wrong_type_are_one_line_naming_the_key(key, value):
+    with pytest.raises(UserError) as error:
+        get_config(None, [key, value])
+    assert key in str(error.value) and "\n" not in str(error.value)
+
+
+def test_list_items_keep_their_meaning_with_numbers_as_floats():
+    cfg = get_config(None, ["TRAIN.LR_SCHEDULER.MILESTONES", "[10, 20]", "TRAIN.OPTIMIZER.BETAS", "(0, 0.5)",
+                            "DATA.HOLDOUT_CLASSES", "[7, 'bob', 2.5]", "TRAIN.LOSS_WEIGHTS", "(1,)"])
+    assert cfg.TRAIN.LR_SCHEDULER.MILESTONES == (10, 20)
+    assert cfg.TRAIN.OPTIMIZER.BETAS == (0.0, 0.5) and all(type(b) is float for b in cfg.TRAIN.OPTIMIZER.BETAS)
+    assert cfg.DATA.HOLDOUT_CLASSES == [7, "bob", 2.5]
+    assert cfg.TRAIN.LOSS_WEIGHTS == (1.0,) and type(cfg.TRAIN.LOSS_WEIGHTS[0]) is float
+
+
+def test_every_list_key_says_what_its_items_may_be():
+    list_keys = {key for key, value in config.flatten(config._C).items() if isinstance(value, (list, tuple))}
+    assert list_keys == set(config._ITEM_TYPES)
+
+
+def test_an_integer_that_no_float_equals_is_refused_for_a_number_key():
+    assert get_config(None, ["AUG.CUTMIX", str(2 ** 53)]).AUG.CUTMIX == float(2 ** 53)
+    with pytest.raises(UserError, match="AUG.CUTMIX"):
+        get_config(None, ["AUG.CUTMIX", str(2 ** 53 + 1)])  # would silently become 2 ** 53
+
+
+def test_line_breaks_in_a_typed_key_path_or_name_are_escaped_onto_one_line(tmp_path):
+    for opts in (["TRAIN.\nLR", "1"], ["TRAIN.LOSS", "ce\n"]):
+        with pytest.raises(UserError) as error:
+            get_config(None, opts)
+        assert "\n" not in str(error.value)
+    with pytest.raises(UserError) as error:
+        get_config(write(tmp_path / "a.yaml", "BASE: ['\\n\\n']\n"))
+    assert "\n" not in str(error.value) and "config file not found" in str(error.value)
+
+
+@pytest.mark.parametrize("text", [
+    "SEED: " + "9" * 5000 + "\n",               # more digits than Python converts
+    "TAG: 2024-13-45\n",                        # a date that does not exist
+    "TAG: " + "[" * 5000 + "]" * 5000 + "\n",   # nested deeper than the recursion limit
+])
+def test_yaml_values_pyyaml_cannot_build_are_one_line(tmp_path, text):
+    with pytest.raises(UserError, match="bad.yaml is not valid YAML") as error:
+        get_config(write(tmp_path / "bad.yaml", text))
+    assert "\n" not in str(error.value)
+
+
+def test_a_device_index_must_be_ascii_digits():
+    assert get_config(None, ["DEVICE", "cuda:1"]).DEVICE == "cuda:1"
+    with pytest.raises(UserError, match="DEVICE"):
+        get_config(None, ["DEVICE", "cuda:²"])

@@ -1,4 +1,5 @@
-"""Checkpoint files: written atomically, loaded safely (weights_only), and the weights read back.
+"""Checkpoint files: written atomically, loaded safely (weights_only) and checked field by field,
+and the weights read back.
 
 A checkpoint is a dict holding the model, optimizer, scheduler and AMP-scaler states, the epoch
 just finished, the best val score so far (of TEST.SELECT_METRIC), the config as YAML text, and the
@@ -11,10 +12,28 @@ import os
 from typing import Any
 
 import torch
+import yaml
 
+from utils.bounded_yaml import load_yaml
 from utils.errors import UserError
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_score", "config", "rng", "wandb_id")
+_NONE = type(None)
+# The type each field must have, checked as the file is loaded, so that a crafted or foreign file
+# is refused in one line naming the field rather than failing deep inside a resume or an --eval.
+# The fields after CHECKPOINT_KEYS came later; checkpoints written before them lack them.
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (dict,), "optimizer": (dict,), "scheduler": (dict,), "scaler": (dict,), "epoch": (int,),
+    "best_score": (int, float, _NONE), "config": (str,), "rng": (dict,), "wandb_id": (str, _NONE),
+    "best_metric": (str,), "best_weights": (str, _NONE), "epochs_since_best": (int,), "eval_weights": (str, _NONE),
+    "progress": (dict, _NONE), "ema": (dict, _NONE), "swa": (dict, _NONE), "class_names": (list, _NONE),
+    "loss": (dict, _NONE),
+}
+_TYPE_NAMES = {dict: "a mapping", int: "a whole number", float: "a number", str: "text", list: "a list",
+               _NONE: "None", bool: "a boolean"}
+# The weights a checkpoint may hold and name as the best-scoring ones (eval_weights).
+WEIGHT_FIELDS = ("model", "ema", "swa")
+RNG_STREAMS = ("python", "numpy", "torch", "cuda")
 
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
@@ -63,7 +82,9 @@ def load_user_file(path: str, what: str, hint: str) -> Any:
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
-    """Load a vision-zoo checkpoint with weights_only=True, or raise UserError in one line."""
+    """Load a vision-zoo checkpoint with weights_only=True, or raise UserError in one line: for a
+    file that is not one, or whose fields do not hold what main.py writes (FIELD_TYPES; a config
+    that is not YAML of KEY: value pairs), naming the file and the field."""
     state = load_user_file(path, "checkpoint", "pass a last.pth or best.pth written by main.py")
     if isinstance(state, dict) and "best_acc1" in state and "best_score" not in state:
         # Written before TEST.SELECT_METRIC, when the best checkpoint was always the best val acc@1.
@@ -72,7 +93,51 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path} is not a vision-zoo checkpoint (missing: {', '.join(missing)}); "
                         f"pass a last.pth or best.pth written by main.py")
+    problem = _field_problem(state)
+    if problem:
+        field, what = problem
+        raise UserError(f"checkpoint {path} is damaged or crafted: its field {field!r} {what}; "
+                        f"pass a last.pth or best.pth written by main.py")
     return state
+
+
+def _field_problem(state: dict[str, Any]) -> tuple[str, str] | None:
+    """(the first field of a checkpoint that does not hold what main.py writes there, what is
+    wrong with it), or None when every field present is well formed."""
+    for field, types in FIELD_TYPES.items():
+        value = state.get(field)
+        if field in state and (type(value) is bool or not isinstance(value, types)):
+            allowed = " or ".join(_TYPE_NAMES[kind] for kind in types)
+            return field, f"must be {allowed}, not {_TYPE_NAMES.get(type(value), type(value).__name__)}"
+    if state["epoch"] < -1:  # -1: saved inside the first epoch
+        return "epoch", f"must be the epoch last finished, counted from 0, not {state['epoch']}"
+    if not all(isinstance(value, torch.Tensor) for value in state["model"].values()):
+        return "model", "must map parameter names to tensors"
+    missing_streams = [stream for stream in RNG_STREAMS if stream not in state["rng"]]
+    if missing_streams:
+        return "rng", f"lacks the {', '.join(missing_streams)} generator state"
+    for field in ("eval_weights", "best_weights"):
+        if state.get(field) not in (None, *WEIGHT_FIELDS):
+            return field, f"must name one of {', '.join(WEIGHT_FIELDS)}, not {str(state[field])[:40]!r}"
+        if state.get(field) in ("ema", "swa") and not isinstance(state.get(state[field]), dict):
+            return field, f"names the {state[field]} weights, which the checkpoint does not hold"
+    if state.get("swa") is not None and not isinstance(state["swa"].get("average"), dict):
+        return "swa", "lacks the averaged weights ('average')"
+    if state.get("class_names") is not None and not all(isinstance(name, str) for name in state["class_names"]):
+        return "class_names", "must be a list of class names (text)"
+    return _config_problem(state["config"])
+
+
+def _config_problem(text: str) -> tuple[str, str] | None:
+    """What is wrong with a checkpoint's config (YAML text of a mapping), or None."""
+    try:
+        config = load_yaml(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        return "config", "is not valid YAML" + (f" (line {mark.line + 1})" if mark else "")
+    if not isinstance(config, dict) or not config:
+        return "config", f"must be YAML of KEY: value pairs, not of {type(config).__name__}"
+    return None
 
 
 def averaged_weights(averaged_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

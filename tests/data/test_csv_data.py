@@ -134,3 +134,121 @@ def test_skip_bad_images_leaves_out_a_csv_rows_unreadable_image(tmp_path):
     assert len(loaders.train_dataset) + len(loaders.val_dataset) == 47
     assert str(root / "train" / "img010.jpg") not in loaders.train_dataset.store.paths
     assert "left out 1 train images" in loaders.notes[0]
+
+
+# --- labels that are numbers, ids that lead outside the image folder, images named twice --------
+
+def write_rows(root: Path, rows: list[tuple[str, str]], name: str = "train.csv") -> None:
+    with open(root / name, "w", newline="") as f:
+        csv.writer(f).writerows([("id", "label"), *rows])
+
+
+def relabelled(root: Path, label_of_class: dict[str, str]) -> list[str]:
+    """Rewrite train.csv with each class's label replaced by `label_of_class[class]`; the class of each row."""
+    with open(root / "train.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    write_rows(root, [(image_id, label_of_class[label]) for image_id, label in rows])
+    return [label for _, label in rows]
+
+
+def test_number_labels_are_classes_in_numeric_order_named_without_a_trailing_point_zero(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    with open(root / "train.csv", newline="") as f:
+        ids = [image_id for image_id, _ in list(csv.reader(f))[1:]]
+    # Eleven classes 0.0 .. 10.0: as text, "10.0" would sort before "2.0".
+    write_rows(root, [(image_id, f"{i % 11}.0") for i, image_id in enumerate(ids)])
+    loaders = build_loader(csv_cfg(root))
+    assert loaders.class_names == [str(number) for number in range(11)]
+    assert loaders.train_dataset.labels.tolist() == [i % 11 for i in range(len(ids))]
+
+
+def test_one_number_written_three_ways_is_one_class(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    # cat is written 1, 1.0 and " 1.0 " on different rows; dog is 2.5 and 2.50; zebra -3.
+    with open(root / "train.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    spellings = {"cat": ["1", "1.0", " 1.0 "], "dog": ["2.5", "2.50", "+2.5"], "zebra": ["-3", "-3.00", "-03"]}
+    write_rows(root, [(image_id, spellings[label][i % 3]) for i, (image_id, label) in enumerate(rows)])
+    loaders = build_loader(csv_cfg(root))
+    assert loaders.class_names == ["-3", "1", "2.5"]
+    expected = {"zebra": 0, "cat": 1, "dog": 2}
+    assert loaders.train_dataset.labels.tolist() == [expected[label] for _, label in rows]
+
+
+def test_text_labels_are_stripped_of_surrounding_whitespace(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    classes = relabelled(root, {"cat": " cat", "dog": "dog ", "zebra": "zebra"})
+    loaders = build_loader(csv_cfg(root))
+    assert loaders.class_names == ["cat", "dog", "zebra"]
+    assert loaders.train_dataset.labels.tolist() == [CHANNEL[label] for label in classes]
+
+
+def test_a_submission_writes_number_classes_as_they_are_named(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    relabelled(root, {"cat": "2.0", "dog": "10.0", "zebra": "1.0"})
+    loaders = build_loader(csv_cfg(root))
+    path = tmp_path / "submission.csv"
+    # Prediction index 1 is the second class in numeric order: 2.
+    write_submission(str(path), [1, 2, 0], "id,label", ids=["a", "b", "c"], class_names=loaders.class_names)
+    assert path.read_text().splitlines() == ["id,label", "a,2", "b,10", "c,1"]
+
+
+@pytest.mark.parametrize("bad_id", ["../outside", "../../outside", "train/../../outside", "ABSOLUTE"])
+def test_an_id_leading_outside_the_image_folder_is_refused_naming_it_and_its_line(tmp_path, bad_id):
+    root = write_kaggle_layout(tmp_path / "data")
+    outside = tmp_path / "outside.jpg"
+    Image.new("RGB", (18, 18)).save(outside)
+    (root / "outside.jpg").write_bytes(outside.read_bytes())
+    if bad_id == "ABSOLUTE":
+        bad_id = str(tmp_path / "outside")
+    with open(root / "train.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    rows[4] = (bad_id, rows[4][1])
+    write_rows(root, rows)
+    with pytest.raises(UserError) as refusal:
+        build_loader(csv_cfg(root))
+    message = str(refusal.value)
+    assert "train.csv:6:" in message and repr(bad_id) in message and "\n" not in message
+
+
+def test_an_id_whose_link_leads_outside_the_image_folder_is_refused(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    secret = tmp_path / "secret.jpg"
+    Image.new("RGB", (18, 18)).save(secret)
+    (root / "train" / "img005.jpg").unlink()
+    (root / "train" / "img005.jpg").symlink_to(secret)
+    with pytest.raises(UserError, match=r"train.csv:7: the id 'img005'"):
+        build_loader(csv_cfg(root))
+
+
+def test_a_test_csv_id_leading_outside_the_test_folder_is_refused(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    Image.new("RGB", (18, 18)).save(root / "train" / "t8.jpg")
+    write_rows(root, [("t7", "cat"), ("../train/t8", "cat")], name="sample_submission.csv")
+    with pytest.raises(UserError, match=r"sample_submission.csv:3: the id '../train/t8'"):
+        build_loader(csv_cfg(root, "DATA.TEST_CSV", "sample_submission.csv"))
+
+
+@pytest.mark.parametrize("second_label", ["cat", "dog"])
+def test_an_image_named_on_two_rows_is_refused_with_both_line_numbers(tmp_path, second_label):
+    root = write_kaggle_layout(tmp_path / "data")
+    with open(root / "train.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    rows[9] = ("./" + rows[3][0], second_label)  # another spelling of line 5's image, on line 11
+    write_rows(root, [*rows[:3], (rows[3][0], "cat"), *rows[4:]])
+    with pytest.raises(UserError, match=r"train.csv: lines 5 and 11 name the same image .*img003.jpg"):
+        build_loader(csv_cfg(root))
+
+
+def test_line_numbers_count_blank_lines_and_the_header(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    (root / "train.csv").write_text("id,label\n\nimg000,cat\n\n\nimg001,\n")
+    with pytest.raises(UserError, match=r"lines 6\)"):
+        build_loader(csv_cfg(root))
+
+
+def test_a_row_with_more_or_fewer_cells_than_the_header_is_refused_naming_its_line(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    (root / "train.csv").write_text("id,label\nimg000,cat\nimg001\nimg002,dog\n")
+    with pytest.raises(UserError, match=r"train.csv:3: the row has 1 cells where the header has 2"):
+        build_loader(csv_cfg(root))

@@ -14,7 +14,7 @@ import torch
 
 from config import get_config
 from data import build_loader, get_dataset_spec
-from data.build import split_train_val
+from data.build import build_eval_samplers, split_train_val
 from data.dataset import NO_LABEL, ArrayStore, ImageDataset
 from data.medium_imagenet import HDF5Images, _contiguous_runs, open_medium_imagenet
 from data.normalize import Normalize
@@ -248,6 +248,17 @@ def test_cifar100_counts_pixels_and_fine_labels(cifar100):
     np.testing.assert_array_equal(dataset_images(via_folder.test_dataset)[0], cifar100.test_images)
 
 
+def test_cifar_label_names_pickled_as_bytes_are_read_as_text(tmp_path):
+    import json
+
+    from tests.conftest import CIFAR10_LABEL_NAMES, write_cifar10
+
+    written = write_cifar10(tmp_path / "cifar", label_names_as_bytes=True)
+    class_names = build_loader(cifar_cfg("cifar10", written.root)).class_names
+    assert class_names == CIFAR10_LABEL_NAMES
+    assert json.loads(json.dumps(class_names)) == CIFAR10_LABEL_NAMES  # what classes.json holds
+
+
 def test_cifar10_missing_without_download_names_folder_and_flag(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -478,6 +489,55 @@ def test_medium_imagenet_labels_as_column_vector(medium_imagenet_factory):
     column = medium_imagenet_factory("column.hdf5", replace={"labels-val": base.labels["val"].reshape(-1, 1)})
     splits = open_medium_imagenet(str(column.path))
     np.testing.assert_array_equal(splits["val"][1], base.labels["val"])
+
+
+@pytest.mark.parametrize("stored", [np.array([0.0, 1.0, 1.7]), np.array([0.0, np.nan, 2.0]),
+                                    np.array([b"a", b"b", b"c"])])
+def test_medium_imagenet_labels_that_are_not_whole_numbers_are_refused_naming_the_dataset(medium_imagenet_factory,
+                                                                                          stored):
+    labels = np.resize(stored, 12)
+    written = medium_imagenet_factory(replace={"labels-val": labels})
+    with pytest.raises(UserError) as refusal:
+        build_loader(mi_cfg(written.path))
+    message = str(refusal.value)
+    assert "'labels-val'" in message and str(written.path) in message
+    if stored.dtype.kind == "f":
+        assert f"e.g. {stored[np.flatnonzero(stored != np.round(stored))[0]]}" in message  # 1.7 or nan
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
+def test_medium_imagenet_labels_stored_as_whole_floats_or_any_integer_type_are_read_exactly(medium_imagenet_factory,
+                                                                                            dtype):
+    base = medium_imagenet_factory("base.hdf5")
+    labels = base.labels["val"] % 200
+    written = medium_imagenet_factory("typed.hdf5", replace={"labels-val": labels.astype(dtype)})
+    np.testing.assert_array_equal(open_medium_imagenet(str(written.path))["val"][1], labels)
+
+
+@pytest.mark.parametrize("opts", [[], ["TEST.CROP", "True"]])
+def test_each_hdf5_split_is_resized_from_its_own_stored_size(medium_imagenet_factory, opts):
+    """Val stored at 32 px and test at 24 px, train at 16: every split reaches the model at 16 px,
+    each resized from its own images."""
+    import h5py
+    from torchvision.transforms.v2 import functional as TF
+
+    written = medium_imagenet_factory()
+    rng = np.random.default_rng(3)
+    stored = {"val": rng.integers(0, 256, (12, 3, 32, 32), dtype=np.uint8),
+              "test": rng.integers(0, 256, (9, 3, 24, 24), dtype=np.uint8)}
+    with h5py.File(written.path, "a") as f:
+        for split, images in stored.items():
+            del f[f"images-{split}"]
+            f.create_dataset(f"images-{split}", data=images)
+    loaders = build_loader(mi_cfg(written.path, *opts))
+    expected_eval = build_eval_transform(16, 32, center_crop=bool(opts), interpolation="bilinear")
+    for loader, split in ((loaders.val_loader, "val"), (loaders.test_loader, "test")):
+        images, _ = collect(loader)
+        assert images.shape == (len(stored[split]), 3, 16, 16)
+        if not opts:
+            expected = TF.resize(torch.from_numpy(stored[split]), [16, 16], antialias=True)
+            assert torch.equal(images, expected)
+    assert torch.equal(collect(loaders.val_loader)[0], expected_eval(torch.from_numpy(stored["val"])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -999,3 +1059,13 @@ def test_neighbouring_seeds_and_epochs_shuffle_differently():
 
     assert order(0, 1) != order(1, 0)
     assert order(3, 2) == order(3, 2) and sorted(order(3, 2)) == list(range(100))
+
+
+def test_a_shuffled_val_split_is_read_in_one_order_every_epoch_so_a_resumed_run_reads_it_alike():
+    val_sampler, test_sampler = build_eval_samplers(50, 7, shuffle_val=True, seed=3, rank=0, world_size=1)
+    first_epoch = list(val_sampler)
+    assert sorted(first_epoch) == list(range(50)) and first_epoch != list(range(50))
+    assert list(val_sampler) == first_epoch
+    resumed, _ = build_eval_samplers(50, 7, shuffle_val=True, seed=3, rank=0, world_size=1)
+    assert list(resumed) == first_epoch
+    assert list(test_sampler) == list(range(7))

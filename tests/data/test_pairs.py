@@ -100,6 +100,36 @@ def test_an_image_not_under_the_image_root_is_refused_with_the_path_looked_for(t
     assert str(image_root / "d" / "9.jpg") in message
 
 
+@pytest.mark.parametrize("labelled", [True, False])
+@pytest.mark.parametrize("image", ["../outside.jpg", "a/../../outside.jpg", "ABSOLUTE", "a/link.jpg"])
+def test_an_image_outside_the_image_root_is_refused_naming_it_and_its_line(tmp_path, image_root, image, labelled):
+    (tmp_path / "outside.jpg").touch()
+    (image_root / "a" / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    if image == "ABSOLUTE":
+        image = str(tmp_path / "outside.jpg")
+    path = write_pairs(tmp_path, f"a/1.jpg a/2.jpg 1\nb/1.jpg {image} 0\n")
+    assert f":2: image {image!r} is outside the image root" in read_refused(path, image_root, labelled)
+
+
+@pytest.mark.parametrize("pair", ["a/1.jpg a/1.jpg", "a/1.jpg a/./1.jpg"])
+def test_an_image_paired_with_itself_is_refused_in_a_labelled_file(tmp_path, image_root, pair):
+    path = write_pairs(tmp_path, f"a/1.jpg a/2.jpg 1\nb/1.jpg c/1.jpg 0\n{pair} 1\n")
+    assert ":3: the pair" in read_refused(path, image_root, True)
+
+
+@pytest.mark.parametrize("repeat", ["a/1.jpg a/2.jpg 1", "a/2.jpg a/1.jpg 1", "a/2.jpg a/1.jpg 0"])
+def test_a_repeated_pair_in_either_order_is_refused_with_both_line_numbers(tmp_path, image_root, repeat):
+    path = write_pairs(tmp_path, f"a/1.jpg a/2.jpg 1\n\nb/1.jpg c/1.jpg 0\n{repeat}\n")
+    message = read_refused(path, image_root, True)
+    assert ":4: " in message and "lines 1 and 4" in message
+
+
+def test_an_unlabelled_file_keeps_every_pair_it_lists_since_the_submission_answers_each(tmp_path, image_root):
+    pairs = read_pairs_file(write_pairs(tmp_path, "a/1.jpg a/2.jpg\na/2.jpg a/1.jpg\nb/1.jpg b/1.jpg\n"),
+                            str(image_root), False)
+    assert pairs.names == ["a/1.jpg a/2.jpg", "a/2.jpg a/1.jpg", "b/1.jpg b/1.jpg"]
+
+
 @pytest.mark.parametrize("text", ["", "\n  \n\t\n"])
 def test_a_file_without_pairs_is_refused(tmp_path, image_root, text):
     assert "holds no pairs" in read_refused(write_pairs(tmp_path, text), image_root, True)

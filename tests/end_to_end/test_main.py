@@ -306,7 +306,9 @@ def test_a_run_started_from_another_runs_checkpoint_is_a_new_run_with_its_own_be
     FakeWandbRun.resumed_ids = []
     constant_accuracy(monkeypatch, 50.0)
     assert train(tmp_path, epochs=2) == 0
-    assert train(tmp_path, tag="fork", epochs=3, flags=["--resume", str(run_dir(tmp_path) / "last.pth")]) == 0
+    copied = tmp_path / "copied.pth"  # a checkpoint inside its run folder would continue that run
+    copied.write_bytes((run_dir(tmp_path) / "last.pth").read_bytes())
+    assert train(tmp_path, tag="fork", epochs=3, flags=["--resume", str(copied)]) == 0
     assert FakeWandbRun.resumed_ids == [None, None]  # the fork did not continue the first run's W&B run
     fork = run_dir(tmp_path, tag="fork")
     assert (fork / "best.pth").exists()

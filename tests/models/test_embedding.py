@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from config import get_config
+from engine.checkpoint import capture_rng_state
 from evaluation.selection import BestSoFar, best_of
 from models import build_model
 from models.embedding import EmbeddingClassifier
@@ -77,6 +78,7 @@ def test_verify_eer_selects_the_lowest_error_and_verify_auc_the_highest():
 def test_a_checkpoint_from_before_select_metric_loads_with_its_best_acc1_as_the_best_score(tmp_path):
     path = str(tmp_path / "old.pth")
     save_checkpoint(path, {"model": {}, "optimizer": {}, "scheduler": {}, "scaler": {}, "epoch": 3,
-                           "best_acc1": 91.5, "config": "", "rng": {}, "wandb_id": None})
+                           "best_acc1": 91.5, "config": get_config(None, []).dump(), "rng": capture_rng_state(),
+                           "wandb_id": None})
     best = BestSoFar.from_checkpoint(load_checkpoint(path))
     assert (best.metric, best.score) == ("val_acc1", 91.5)

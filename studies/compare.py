@@ -16,6 +16,7 @@ from config import flatten
 from engine.summary import MEMORY_KEYS, read_summary
 from engine.tracking import read_metrics
 from evaluation.plots import comparison_figure, save_figure
+from utils.bounded_yaml import load_yaml
 
 DEFAULT_METRICS = ("train_loss", "val_loss", "val_acc1")
 # Keys that name where and how a run was kept, not what it trained: never used to tell runs apart.
@@ -50,8 +51,9 @@ def load_run(run_dir: str) -> RunRecord:
     record = RunRecord(run_dir)
     try:
         with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-            record.config = flatten(yaml.safe_load(f) or {})
-    except (OSError, yaml.YAMLError):
+            stored = load_yaml(f)
+        record.config = flatten(stored) if isinstance(stored, dict) else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # a damaged config.yaml: the run without its keys
         pass
     record.rows = read_metrics(run_dir)
     record.summary = read_summary(run_dir)

@@ -296,3 +296,18 @@ def test_compare_script_with_an_unknown_metric_exits_2_with_one_line_that_sugges
     assert len(err.splitlines()) == 1
     assert err.startswith("error: unknown --metric 'val_acc'; did you mean val_acc1?")
     assert not (tmp_path / "run" / "compare.png").exists()
+
+
+@pytest.mark.parametrize("config_text", [
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + level)}: &{chr(98 + level)} [{', '.join([f'*{chr(97 + level)}'] * 10)}]\n" for level in range(8)),
+    "- just\n- a list\n",
+    b"TRAIN:\n  LR: \xff\n",
+], ids=["alias-bomb", "not-a-mapping", "not-utf8"])
+def test_a_run_whose_config_yaml_is_damaged_is_listed_without_its_keys(tmp_path, config_text):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_bytes(config_text if isinstance(config_text, bytes) else config_text.encode())
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "val_acc1": 50.0}) + "\n")
+    record = load_run(str(run))
+    assert record.config == {} and [row["val_acc1"] for row in record.rows] == [50.0]

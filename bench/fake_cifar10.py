@@ -16,7 +16,7 @@ from tests.conftest import write_cifar10  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="folder to hold cifar-10-batches-py")
     args = parser.parse_args()
     write_cifar10(args.root, per_batch=10000, num_test=10000)

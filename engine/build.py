@@ -119,7 +119,7 @@ def describe_run(cfg, parts: TrainingParts, steps_per_epoch: int, device: torch.
              if world.distributed else f"batch {cfg.DATA.BATCH_SIZE}")
     return (f"{cfg.MODEL.NAME}: {format_count(parts.parameters)} parameters, {format_count(parts.macs)} MACs per "
             f"{cfg.DATA.IMG_SIZE} px image | {cfg.DATA.DATASET}: {len(loaders.train_dataset)} train, "
-            f"{len(loaders.val_dataset)} val, {len(loaders.test_dataset)} test images | {cfg.TRAIN.EPOCHS} epochs "
+            f"{len(loaders.val_dataset)} val, {len(loaders.test_dataset)} test images | {cfg.TRAIN.EPOCHS} epoch{'s' * (cfg.TRAIN.EPOCHS != 1)} "
             f"of {steps_per_epoch} steps, {batch}, on {device} | {loaders.pipeline}")
 
 
@@ -132,7 +132,8 @@ def start_tracking(cfg, run_dir: str, parts: TrainingParts, start: StartingPoint
     tracker = RunTracker(run_dir, start.epoch, wandb_run, dict(
         epochs_planned=cfg.TRAIN.EPOCHS, parameters=parts.parameters, macs=parts.macs,
         changed_config=changed_from_defaults(cfg)),
-        first_step=start.epoch * loop.num_batches + start.progress.batches_done, enabled=world.is_main)
+        first_step=start.epoch * loop.num_batches + start.progress.batches_done, enabled=world.is_main,
+        title=f"{os.path.relpath(run_dir, cfg.OUTPUT)}: {cfg.MODEL.NAME} on {cfg.DATA.DATASET}")
     return wandb_run, tracker
 
 

@@ -109,8 +109,9 @@ class RunTracker:
     """
 
     def __init__(self, run_dir: str, start_epoch: int, wandb_run: WandbRun, summary_fields: dict[str, Any],
-                 first_step: int | None = None, enabled: bool = True):
+                 first_step: int | None = None, enabled: bool = True, title: str = ""):
         self.run_dir = run_dir
+        self.title = title  # curves.png's: the run, its model and data set
         self.enabled = enabled
         self.metrics_file, self.steps_file = MetricsFile(run_dir), StepsFile(run_dir)
         if enabled:
@@ -134,7 +135,7 @@ class RunTracker:
             return
         self.metrics_file.log(metrics)
         self.wandb_run.log_epoch(metrics)
-        save_figure(curves_figure(self.metrics_file.read()), os.path.join(self.run_dir, "curves.png"))
+        save_figure(curves_figure(self.metrics_file.read(), self.title), os.path.join(self.run_dir, "curves.png"))
         self.set_status("running")
 
     @contextmanager

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 # Wrong predictions are drawn in this colour in the prediction grid.
 WRONG_COLOR = "tab:red"
@@ -38,10 +38,12 @@ def save_figure(figure: Figure, path: str, dpi: int = 100) -> None:
             os.remove(tmp_path)
 
 
-def curves_figure(rows: Sequence[dict]) -> Figure:
+def curves_figure(rows: Sequence[dict], title: str = "") -> Figure:
     """Loss and acc@1, train and val, one point per epoch (x counted from 1), from metrics rows;
-    also val of the EMA and SWA weights where the rows have them."""
+    also val of the EMA and SWA weights where the rows have them. `title` names the run."""
     figure = Figure(figsize=(10, 4), layout="constrained")
+    if title:
+        figure.suptitle(title)
     epochs = [row["epoch"] + 1 for row in rows]
     for axis, (name, label) in zip(figure.subplots(1, 2), (("loss", "loss"), ("acc1", "acc@1 (%)"))):
         for split in ("train", "val"):
@@ -121,15 +123,19 @@ def comparison_figure(curves: dict[str, Sequence[dict]], metrics: Sequence[str])
     return figure
 
 
-def throughput_figure(rows: Sequence[dict]) -> Figure:
-    """Images/s against batch size (log2 x): the model fed by the real loader, and the model alone."""
+def throughput_figure(rows: Sequence[dict], title: str = "") -> Figure:
+    """Images/s against batch size (log2 x, a tick at each batch size tried): the model fed by the
+    real loader, and the model alone. `title` names the model, device and precision."""
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axis = figure.subplots()
     sizes = [row["batch_size"] for row in rows]
     axis.plot(sizes, [row["loader_images_per_sec"] for row in rows], marker="o", label="with the data loader")
     axis.plot(sizes, [row["model_images_per_sec"] for row in rows], marker="s", label="model alone (synthetic batches)")
     axis.set_xscale("log", base=2)
-    axis.xaxis.set_major_formatter(ScalarFormatter())  # 256, not 2^8
+    axis.set_xticks(sizes, [str(int(size)) for size in sizes])  # 256, not 2^8 or 256.0
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    if title:
+        axis.set_title(title)
     axis.set_xlabel("batch size")
     axis.set_ylabel("training images/s")
     axis.grid(alpha=0.3, which="both")

@@ -89,7 +89,10 @@ def differing_keys(records: Sequence[RunRecord]) -> list[str]:
 
 
 def _format(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A config value as a label shows it: 0.0003 as 0.0003, a blank (a switched-off key) as none."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) if value not in ("", None) else "none"
 
 
 def run_label(record: RunRecord, keys: Sequence[str]) -> str:

@@ -149,7 +149,9 @@ def run_throughput_scan(cfg, device: torch.device, batch_sizes: list[int] | None
     table = pd.DataFrame(scan.rows)
     table.to_csv(os.path.join(out_dir, "throughput.csv"), index=False, float_format="%.2f")
     if scan.rows:
-        save_figure(throughput_figure(scan.rows), os.path.join(out_dir, "throughput.png"))
+        precision = str(parts.setup.amp_dtype).removeprefix("torch.") if parts.setup.amp_dtype else "fp32"
+        title = f"{cfg.MODEL.NAME} on {cfg.DATA.DATASET}, {cfg.DATA.IMG_SIZE} px | {device}, {precision}"
+        save_figure(throughput_figure(scan.rows, title), os.path.join(out_dir, "throughput.png"))
         print(table.round(1).to_markdown(index=False))
     if scan.out_of_memory_at is None:
         logger.info("largest batch that fits: %s (no out-of-memory up to the largest batch size tried; raise "

@@ -17,6 +17,7 @@ COMMANDS = {
     "scripts/to_hdf5.py": ["--layout"],
     "scripts/show_augmentations.py": ["--cfg"],
     "bench/train.py": ["--models", "--batch-size"],
+    "bench/fake_cifar10.py": ["root", "benchmarks"],  # the whole first paragraph of its description
 }
 
 # Runs each command as `python COMMAND --help` would (as __main__, with its own sys.argv and its

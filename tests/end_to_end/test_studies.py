@@ -87,11 +87,13 @@ def test_a_quickstart_run_writes_its_pictures_tables_and_a_summary_naming_the_be
 
 def test_curves_are_redrawn_every_epoch_from_the_metrics(tmp_path, monkeypatch):
     import evaluation.plots
-    drawn = []
+    drawn, titles = [], []
     real_curves = engine.tracking.curves_figure
-    monkeypatch.setattr(engine.tracking, "curves_figure", lambda rows: drawn.append(len(rows)) or real_curves(rows))
+    monkeypatch.setattr(engine.tracking, "curves_figure",
+                        lambda rows, title: drawn.append(len(rows)) or titles.append(title) or real_curves(rows, title))
     assert quickstart(tmp_path, epochs=3) == 0
     assert drawn == [1, 2, 3]
+    assert titles == ["lenet_digits/run: lenet on digits"] * 3  # the run, its model and its data set
     figure = evaluation.plots.curves_figure(read_metrics(tmp_path / "lenet_digits" / "run"))
     assert [list(line.get_xdata()) for line in figure.axes[0].get_lines()] == [[1, 2, 3], [1, 2, 3]]
 
@@ -142,7 +144,7 @@ def test_train_subset_and_max_steps_shorten_every_epoch(tmp_path, capsys):
     assert quickstart(tmp_path, "DATA.TRAIN_SUBSET", "0.5", "TRAIN.MAX_STEPS_PER_EPOCH", "4",
                       "TRAIN.ACCUMULATION_STEPS", "2", epochs=1) == 0
     log = (tmp_path / "lenet_digits" / "run" / "log.txt").read_text()
-    assert "719 train, 359 val" in log and "1 epochs of 4 steps" in log
+    assert "719 train, 359 val" in log and "1 epoch of 4 steps" in log
     assert len((tmp_path / "lenet_digits" / "run" / "steps.csv").read_text().splitlines()) == 1 + 8
     assert quickstart(tmp_path, "DATA.TRAIN_SUBSET", "100", tag="count", epochs=1) == 0
     assert "100 train, 359 val" in (tmp_path / "lenet_digits" / "count" / "log.txt").read_text()
@@ -284,7 +286,11 @@ def throughput_csv(tmp_path):
     return pd.read_csv(tmp_path / "lenet_digits" / folder / "throughput.csv"), tmp_path / "lenet_digits" / folder
 
 
-def test_throughput_on_cpu_writes_increasing_batch_sizes_with_and_without_the_loader(tmp_path, capsys):
+def test_throughput_on_cpu_writes_increasing_batch_sizes_with_and_without_the_loader(tmp_path, capsys, monkeypatch):
+    import studies.throughput
+    titles, real_figure = [], studies.throughput.throughput_figure
+    monkeypatch.setattr(studies.throughput, "throughput_figure",
+                        lambda rows, title: titles.append(title) or real_figure(rows, title))
     assert main.main(["--cfg", QUICKSTART, "--output", str(tmp_path), "--device", "cpu", "--throughput",
                       "--batch-sizes", "4,1,2", "--opts", *FAST]) == 0
     table, folder = throughput_csv(tmp_path)
@@ -293,6 +299,7 @@ def test_throughput_on_cpu_writes_increasing_batch_sizes_with_and_without_the_lo
     assert {"model_ms_per_step", "loader_ms_per_step", "peak_rss_mb"} <= set(table.columns)
     assert sorted(os.listdir(folder)) == ["throughput.csv", "throughput.png"]
     assert "largest batch that fits: 4 (no out-of-memory" in capsys.readouterr().out
+    assert titles == ["lenet on digits, 32 px | cpu, fp32"]  # the model, data, device and precision
 
 
 def test_throughput_stops_at_the_first_out_of_memory_and_names_the_largest_batch_that_fits(

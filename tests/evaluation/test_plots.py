@@ -186,6 +186,24 @@ def test_throughput_figure_plots_loader_and_model_images_per_second_on_a_log2_ba
     assert legend_texts(axis) == ["with the data loader", "model alone (synthetic batches)"]
 
 
+def test_throughput_figure_ticks_each_batch_size_as_a_whole_number_under_a_title(tmp_path):
+    rows = [{"batch_size": size, "loader_images_per_sec": 10.0 * size, "model_images_per_sec": 20.0 * size}
+            for size in (1, 2, 4, 8, 16, 32, 64)]
+    figure = throughput_figure(rows, "resnet18 on cifar10, 32 px | cuda:0, bfloat16")
+    save_figure(figure, str(tmp_path / "throughput.png"))  # draws, so that the tick labels are final
+    axis, = figure.axes
+    assert list(axis.get_xticks()) == [1, 2, 4, 8, 16, 32, 64]
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["1", "2", "4", "8", "16", "32", "64"]
+    assert [label.get_text() for label in axis.get_xticklabels(minor=True)] == [""] * len(axis.get_xticks(minor=True))
+    assert axis.get_title() == "resnet18 on cifar10, 32 px | cuda:0, bfloat16"
+
+
+def test_curves_figure_is_titled_with_its_run():
+    rows = [{"epoch": 0, "train_loss": 2.0, "val_loss": 1.9, "train_acc1": 20.0, "val_acc1": 25.0}]
+    assert curves_figure(rows, "lenet_digits/run: lenet on digits").get_suptitle() == "lenet_digits/run: lenet on digits"
+    assert curves_figure(rows).get_suptitle() == ""
+
+
 # --- lr_find_figure -------------------------------------------------------------------------------
 
 def test_lr_find_figure_plots_loss_against_a_log_lr_axis_and_marks_the_suggestion_with_a_vertical_line():

@@ -140,6 +140,11 @@ def test_run_label_names_the_differing_keys_and_their_values(tmp_path):
     assert run_label(record, ["TRAIN.LR", "DATA.BATCH_SIZE"]) == "TRAIN.LR=0.001, DATA.BATCH_SIZE=32"
 
 
+def test_run_label_shows_a_blank_value_as_none():
+    record = RunRecord("run", config={"AUG.RAND_AUGMENT": "", "TRAIN.LR": 0.001})
+    assert run_label(record, ["AUG.RAND_AUGMENT", "TRAIN.LR"]) == "AUG.RAND_AUGMENT=none, TRAIN.LR=0.001"
+
+
 def test_run_label_is_the_folder_name_when_no_key_tells_runs_apart(tmp_path):
     record = load_run(str(write_run(tmp_path / "my_run")))
     assert run_label(record, []) == "my_run"

@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
                         help="a config key and its values; repeat for a Cartesian product")
     parser.add_argument("--name", help="the sweep's folder under OUTPUT/sweeps and its W&B group "
-                                       "(default: the config's name and the grid's keys)")
+                                       "(default: the model and data set the runs train, and the grid's keys, "
+                                       "e.g. lenet_digits-lr)")
     parser.add_argument("--batch-size", type=int, help="passed to main.py --batch-size")
     for flag in ("--data-path", "--output", "--device"):
         parser.add_argument(flag, help=f"passed to main.py {flag}")
@@ -135,12 +136,20 @@ def run_config(args: argparse.Namespace, opts: list[str], output: str | None = N
     return get_config(args.cfg, opts_from_flags(flags) + list(opts))
 
 
+def default_sweep_name(base, names: dict[str, str]) -> str:
+    """<model>_<dataset>-<grid keys> of what the runs train (the config after --opts), e.g.
+    lenet_digits-lr; a part the grid varies is left to the keys (digits-model-lr)."""
+    trained = "_".join(value for key, value in (("MODEL.NAME", base.MODEL.NAME), ("DATA.DATASET", base.DATA.DATASET))
+                       if key not in names)
+    return "-".join(part for part in (trained, *names.values()) if part)
+
+
 def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict]]]:
     """(sweep folder, [(run folder, main.py argv, flat config)]), every run's config checked."""
     grid = parse_grid(args.grid)
     names = short_names([key for key, _ in grid])
-    name = args.name or "-".join([os.path.splitext(os.path.basename(args.cfg))[0], *names.values()])
     base = run_config(args, args.opts, output=args.output)
+    name = args.name or default_sweep_name(base, names)
     sweep_dir = os.path.join(base.OUTPUT, "sweeps", name)
     chose_checkpoints = (base.SAVE.CHECKPOINTS != get_default_config().SAVE.CHECKPOINTS
                          or any(key == "SAVE.CHECKPOINTS" for key, _ in grid))

@@ -185,13 +185,26 @@ def test_a_warmup_of_half_the_run_or_more_is_warned_about(tmp_path, capsys):
 
 # --- sweeps and comparisons ------------------------------------------------------------------------
 
+@pytest.mark.parametrize("cfg, grid, opts, expected", [
+    ("configs/alexnet_cifar10.yaml", ["TRAIN.LR=1e-3,3e-3"], ["DATA.DATASET", "digits"], "alexnet_digits-lr"),
+    ("configs/quickstart.yaml", ["MODEL.NAME=lenet,resnet18", "TRAIN.LR=1e-3"], [], "digits-model-lr"),
+    ("configs/quickstart.yaml", ["DATA.DATASET=digits,cifar10"], [], "lenet-dataset"),
+], ids=["opts-change-the-data", "grid-over-models", "grid-over-data"])
+def test_a_sweep_folder_is_named_for_what_its_runs_train(tmp_path, cfg, grid, opts, expected):
+    sweep = load_script("sweep")
+    argv = ["--cfg", os.path.join(REPO, cfg), *[item for pair in grid for item in ("--grid", pair)],
+            "--output", str(tmp_path), "--opts", *opts]
+    sweep_dir, runs = sweep.plan(sweep.parse_args(argv))
+    assert sweep_dir == os.path.join(str(tmp_path), "sweeps", expected) and len(runs) == 2
+
+
 def test_a_learning_rate_sweep_is_one_command_and_a_second_call_trains_nothing(tmp_path, monkeypatch, capsys):
     sweep = load_script("sweep")
     figures = capture_figures(monkeypatch, studies.compare)
     argv = ["--cfg", QUICKSTART, "--grid", "train.lr=1e-3,3e-3,1e-2,3e-2", "--output", str(tmp_path),
             "--device", "cpu", "--opts", *FAST, "TRAIN.EPOCHS", "1", "TRAIN.WARMUP_EPOCHS", "0"]
     assert sweep.main(argv) == 0
-    sweep_dir = tmp_path / "sweeps" / "quickstart-lr"
+    sweep_dir = tmp_path / "sweeps" / "lenet_digits-lr"  # what the runs train, not the config file's name
     runs = sweep_dir / "lenet_digits"
     assert sorted(os.listdir(runs)) == ["lr1e-2", "lr1e-3", "lr3e-2", "lr3e-3"]
     # Sweeps keep only best.pth.
@@ -204,7 +217,7 @@ def test_a_learning_rate_sweep_is_one_command_and_a_second_call_trains_nothing(t
     assert len(table) == 4 and sorted(table["TRAIN.LR"]) == [0.001, 0.003, 0.01, 0.03]
     assert set(table["status"]) == {"finished"}
     group = {json.loads((runs / run / "summary.json").read_text())["config"]["WANDB.GROUP"] for run in os.listdir(runs)}
-    assert group == {"quickstart-lr"}
+    assert group == {"lenet_digits-lr"}
 
     written = {run: (runs / run / "metrics.jsonl").stat().st_mtime for run in os.listdir(runs)}
     capsys.readouterr()

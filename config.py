@@ -92,6 +92,14 @@ _C.DATA.VAL_SPLIT = 0.0
 # Train on part of the train split, chosen from SEED: a fraction in (0, 1), or a count of images
 # (a whole number >= 1); 0 uses all of it. For studies of many short runs.
 _C.DATA.TRAIN_SUBSET = 0.0
+# Score on part of the split that validates (DATA.VAL_SPLIT's, else the data set's val or test
+# split), chosen from SEED as TRAIN_SUBSET is: a fraction in (0, 1), or a count of images; 0
+# scores all of it. The log, summary.json and curves.png say the scores come from a subset.
+_C.DATA.VAL_SUBSET = 0.0
+# Predict part of the test split (the end of a run, --export-embeddings test), chosen from SEED
+# as TRAIN_SUBSET is; 0 predicts all of it. No submission.csv comes from a subset (Kaggle needs
+# every row): a run then writes none, and --predict refuses it.
+_C.DATA.TEST_SUBSET = 0.0
 # Class names kept out of training entirely, e.g. [7, 8, 9] or ["alice", "bob"] (an open-set
 # split): the model learns the other classes, and their train images are the unseen identities
 # that verification pairs are drawn from (TEST.VERIFY_NUM_PAIRS). [] keeps every class.
@@ -401,8 +409,9 @@ _C.SUBMISSION.VERIFY_ID = "index"
 # Weights & Biases
 # -----------------------------------------------------------------------------
 _C.WANDB = CN()
-# online, offline (sync later with `wandb sync`) or disabled.
-_C.WANDB.MODE = "offline"
+# auto (online when W&B finds a login: WANDB_API_KEY or a `wandb login` entry in ~/.netrc; offline
+# otherwise; a WANDB_MODE variable decides instead), online, offline (sync later with `wandb sync`) or disabled.
+_C.WANDB.MODE = "auto"
 # W&B project name.
 _C.WANDB.PROJECT = "vision-zoo"
 # W&B entity (user or team); "" uses your default.
@@ -729,7 +738,7 @@ def _choices() -> dict[str, Sequence[str]]:
         "TRAIN.LR_SCHEDULER.NAME": SCHEDULERS,
         "TRAIN.LR_SCHEDULER.PLATEAU_METRIC": PLATEAU_METRICS,
         "TRAIN.OPTIMIZER.NAME": OPTIMIZERS,
-        "WANDB.MODE": ("online", "offline", "disabled"),
+        "WANDB.MODE": ("auto", "online", "offline", "disabled"),
         "SAVE.CHECKPOINTS": ("best_and_last", "best", "last", "none"),
         "TEST.TTA": TTA_MODES,
         "SUBMISSION.ID": ("index", "file"),
@@ -747,16 +756,21 @@ def _is_positive_range(values: Sequence, high: float) -> bool:
     return len(values) == 2 and numbers and 0 < values[0] <= values[1] <= high
 
 
+def _is_subset(value: float) -> bool:
+    """`value` is a DATA.*_SUBSET: 0 (all), a fraction in (0, 1), or a whole number of images."""
+    return value == 0 or 0 < value < 1 or (value >= 1 and float(value).is_integer())
+
+
 def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
     """(holds, message if not) for the DATA, MODEL, SUBMISSION and run keys."""
-    subset = cfg.DATA.TRAIN_SUBSET
     return [
         (cfg.DATA.BATCH_SIZE >= 1, "DATA.BATCH_SIZE must be at least 1"),
         (cfg.DATA.IMG_SIZE >= 8, "DATA.IMG_SIZE must be at least 8 pixels"),
         (cfg.DATA.MAX_IMAGE_PIXELS >= 1, "DATA.MAX_IMAGE_PIXELS must be at least 1, e.g. 89478485 (PIL's limit)"),
         (0.0 <= cfg.DATA.VAL_SPLIT < 1.0, "DATA.VAL_SPLIT must be in [0, 1)"),
-        (subset == 0 or 0 < subset < 1 or (subset >= 1 and subset.is_integer()),
-         f"DATA.TRAIN_SUBSET must be a fraction in (0, 1), a whole number of images, or 0 for all; got {subset}"),
+        *[(_is_subset(cfg.DATA[key]),
+           f"DATA.{key} must be a fraction in (0, 1), a whole number of images, or 0 for all; got {cfg.DATA[key]}")
+          for key in ("TRAIN_SUBSET", "VAL_SUBSET", "TEST_SUBSET")],
         (cfg.DATA.STORED_SIZE in (96, 224) or cfg.DATA.DATASET.lower() != "medium_imagenet",
          "DATA.STORED_SIZE must be 96 or 224, the sizes MediumImageNet comes in"),
         (cfg.DATA.STORED_SIZE >= 8, "DATA.STORED_SIZE must be at least 8 pixels"),

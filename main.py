@@ -259,7 +259,7 @@ def train_and_score_epoch(run: Run, epoch: int, start: StartingPoint, stop: Stop
     run.tracker.log_epoch({"epoch": epoch, "lr": lr, **train_stats, **score_metrics(scores),
                            **peak_memory(parts.setup.device)})
     if run.checkpoints.run_dir:
-        run.wandb_run.log_images({"roc": write_roc(run.checkpoints.run_dir, scores)}, epoch)
+        run.wandb_run.log_images({"roc": write_roc(run.checkpoints.run_dir, scores, run.tracker.title)}, epoch)
     run.logger.info(epoch_line(epoch, cfg.TRAIN.EPOCHS, train_stats, scores, best, parts.mix is not None))
     if is_best and cfg.SAVE.CHECKPOINTS in ("best_and_last", "best"):
         run.checkpoints.save(BEST_CHECKPOINT, epoch)

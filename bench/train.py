@@ -21,10 +21,10 @@ model wait); (a)/(c) what it gains over the homework way. Usage:
     python bench/train.py --cfg configs/resnet18_cifar10.yaml --data-path /data/cifar
     python bench/train.py --opts DATA.CACHE ram              # (a) from the split cached in memory
 
-Without --cfg the data are random CIFAR-10-shaped images, written to a temporary folder in the
-real pickled layout (bench/fake_cifar10.py's writer), so that (a) runs the real CIFAR code, with
-the default augmentation, which is (c)'s. (c)'s chain stays the same with --cfg: a config that
-augments otherwise (configs/lenet_cifar10.yaml has no colour jitter) gives (a) other work.
+Without --cfg the data are bench/fake_data.py's CIFAR-10, written to a temporary folder in the
+real pickled layout, so that (a) runs the real CIFAR code, with the default augmentation, which is
+(c)'s. (c)'s chain stays the same with --cfg: a config that augments otherwise
+(configs/lenet_cifar10.yaml has no colour jitter) gives (a) other work.
 """
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.fake_data import write_cifar10  # noqa: E402
+from bench.fake_formats import CIFAR10_LABEL_NAMES  # noqa: E402
 from config import get_config  # noqa: E402
 from data.build import resolve_num_workers  # noqa: E402
 from data.dataset import ImageDataset, ImageStore  # noqa: E402
@@ -63,7 +65,6 @@ from models import build_model  # noqa: E402
 from models.build import model_cost  # noqa: E402
 from optimizer import build_optimizer, build_scheduler  # noqa: E402
 from studies.throughput import repeat_batch, synchronize, time_steps  # noqa: E402
-from tests.conftest import write_cifar10  # noqa: E402
 from utils.cli import OneLineErrorParser, positive_int  # noqa: E402
 from utils.device import AMP_DTYPES, DeviceSetup, resolve_device  # noqa: E402
 from utils.errors import UserError, user_error_line  # noqa: E402
@@ -73,8 +74,6 @@ from utils.logger import create_logger  # noqa: E402
 # brightness, contrast and saturation jitter (also the project's defaults, so (a) does as much).
 HOMEWORK_CROP_PADDING = 4
 HOMEWORK_COLOR_JITTER = 0.4
-# Pickled train batch files of CIFAR-10, among which the synthetic images are shared.
-CIFAR_TRAIN_FILES = 5
 # A model that cannot take --img-size runs at the size doubled until it can, up to this.
 LARGEST_IMAGE_SIZE = 1024
 COLUMNS = ["model", "img size", "batch", "device", "precision", "(a) loop", "(b) model alone",
@@ -109,9 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def write_synthetic_cifar10(root: str, num_train: int) -> None:
-    """At least `num_train` random 32 px train images (and a token test split) under `root`, in
-    CIFAR-10's pickled layout."""
-    write_cifar10(root, per_batch=math.ceil(num_train / CIFAR_TRAIN_FILES), num_test=10)
+    """At least `num_train` 32 px train images (and a token test split) under `root`, in CIFAR-10's
+    pickled layout."""
+    write_cifar10(root, per_class=math.ceil(num_train / len(CIFAR10_LABEL_NAMES)), test_per_class=1)
 
 
 def row_config(args, model_name: str, img_size: int, synthetic_root: str | None):

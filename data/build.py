@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -25,6 +25,7 @@ from data.image_files import ImageFileStore
 from data.pairs import VerificationPairs, draw_pairs, read_pairs_file
 from data.sampler import ClassBalancedSampler, EpochShuffleSampler, ShardSampler, eligible_classes
 from data.seeded_loader import SeededDataLoader
+from data.subset import choose_subset, subset_log_line
 from data.transforms import INTERPOLATIONS, build_eval_transform, build_train_transform, unused_rand_augment_fields
 from utils.errors import UserError
 
@@ -76,6 +77,9 @@ class Loaders:
     verify_pairs: VerificationPairs | None = None  # labelled pairs scored every epoch
     verify_test_pairs: VerificationPairs | None = None  # unlabelled pairs for verify_submission.csv
     holdout_dataset: ImageDataset | None = None  # DATA.HOLDOUT_CLASSES' train images, with their own labels
+    # {"val"/"test": (images chosen, images in the split)} for DATA.VAL_SUBSET and DATA.TEST_SUBSET,
+    # so that every report of a score can say it came from part of the split
+    subsets: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def left_out_notes(splits: Splits) -> list[str]:
@@ -94,19 +98,6 @@ def split_train_val(num_images: int, val_fraction: float, seed: int) -> tuple[np
     order = np.random.default_rng(seed).permutation(num_images)
     num_val = max(1, int(round(num_images * val_fraction)))
     return np.sort(order[num_val:]), np.sort(order[:num_val])
-
-
-def choose_subset(indices: np.ndarray, subset: float, seed: int) -> np.ndarray:
-    """Sorted `indices` reduced to a fraction (0 < subset < 1) or a count (subset >= 1) of them,
-    chosen from `seed`; all of them for 0. A count larger than the split is an error."""
-    if subset == 0:
-        return indices
-    count = int(round(len(indices) * subset)) if subset < 1 else int(subset)
-    if count > len(indices):
-        raise UserError(f"DATA.TRAIN_SUBSET asks for {count} images but the train split has {len(indices)}; "
-                        f"lower it, or give a fraction such as 0.1")
-    chosen = np.random.default_rng(seed).permutation(len(indices))[:max(1, count)]
-    return np.sort(indices[chosen])
 
 
 def resolve_num_workers(requested: int) -> int:
@@ -311,7 +302,7 @@ def split_datasets(cfg, splits: Splits, class_names: list[str], held_out: np.nda
             test_labels = kept_class_labels(test_labels, held_out)
         # Relabelled after the val split is taken, so that it may share train's labels.
         train_labels, val_labels = (kept_class_labels(labels, held_out) for labels in (train_labels, val_labels))
-    train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED)
+    train_indices = choose_subset(train_indices, cfg.DATA.TRAIN_SUBSET, cfg.SEED, "train")
     datasets = {"train": ImageDataset(train_store, train_labels, num_classes, train_indices, train_transform),
                 "val": ImageDataset(val_store, val_labels, num_classes, val_indices, eval_transforms[val_source]),
                 "test": ImageDataset(test_store, test_labels, num_classes, test_indices, eval_transforms["test"])}
@@ -376,6 +367,26 @@ def verification_pairs(cfg, datasets: dict[str, ImageDataset], stored_size: int,
     return scored, submitted
 
 
+def choose_eval_subsets(cfg, datasets: dict[str, ImageDataset], verify_pairs: VerificationPairs | None
+                        ) -> tuple[dict[str, tuple[int, int]], VerificationPairs | None]:
+    """Reduce "val" and "test" of `datasets` to DATA.VAL_SUBSET and DATA.TEST_SUBSET (chosen from
+    SEED, as DATA.TRAIN_SUBSET is). Returns ({split: (images chosen, images in the split)} for
+    each split reduced, the labelled pairs). Pairs drawn from a reduced split keep indexing the
+    whole of it, added to `datasets` as "verify": the subsets shorten scoring, not verification."""
+    subsets = {}
+    for split, subset in (("val", cfg.DATA.VAL_SUBSET), ("test", cfg.DATA.TEST_SUBSET)):
+        if subset == 0:
+            continue
+        whole = datasets[split]
+        indices = choose_subset(whole.indices, subset, cfg.SEED, split)
+        if verify_pairs is not None and verify_pairs.split == split:
+            datasets["verify"] = whole
+            verify_pairs = replace(verify_pairs, split="verify")
+        datasets[split] = ImageDataset(whole.store, whole.labels, whole.num_classes, indices, whole.transform)
+        subsets[split] = (len(indices), len(whole))
+    return subsets, verify_pairs
+
+
 def loader_factory(datasets: dict[str, ImageDataset], cached: dict, batch_augment: BatchAugment | None,
                    device: torch.device, default_batch_size: int, num_workers: int, pin_memory: bool,
                    persistent_workers: bool, seed: int) -> Callable[..., Iterable]:
@@ -426,6 +437,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     if held_out is not None:
         class_names = [name for name, out in zip(class_names, held_out) if not out]
     verify_pairs, verify_test_pairs = verification_pairs(cfg, datasets, stored_size, eval_transforms["train"])
+    subsets, verify_pairs = choose_eval_subsets(cfg, datasets, verify_pairs)
     train_dataset, val_dataset, test_dataset = datasets["train"], datasets["val"], datasets["test"]
     num_classes = train_dataset.num_classes
     cache = cfg.DATA.CACHE
@@ -454,6 +466,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         make_loader=make_loader,
         pipeline=f"train images {describe_source(cache, device, num_workers)}, {augmentation.description}",
         test_ids=getattr(splits["test"][0], "ids", None),
-        notes=left_out_notes(splits) + [note for note in (cache_note, sampler_note) if note],
+        notes=(left_out_notes(splits) + [subset_log_line(split, *counts) for split, counts in subsets.items()]
+               + [note for note in (cache_note, sampler_note) if note]),
         verify_pairs=verify_pairs, verify_test_pairs=verify_test_pairs,
-        holdout_dataset=datasets.get("holdout"))
+        holdout_dataset=datasets.get("holdout"), subsets=subsets)

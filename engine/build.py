@@ -16,6 +16,7 @@ from config import changed_from_defaults
 from data import build_loader
 from data.mix import build_batch_mixer
 from data.normalize import Normalize
+from data.subset import subset_note
 from engine.checkpoint import check_pretrained_classes
 from engine.launch import World
 from engine.loop import LoopSettings
@@ -119,7 +120,8 @@ def describe_run(cfg, parts: TrainingParts, steps_per_epoch: int, device: torch.
              if world.distributed else f"batch {cfg.DATA.BATCH_SIZE}")
     return (f"{cfg.MODEL.NAME}: {format_count(parts.parameters)} parameters, {format_count(parts.macs)} MACs per "
             f"{cfg.DATA.IMG_SIZE} px image | {cfg.DATA.DATASET}: {len(loaders.train_dataset)} train, "
-            f"{len(loaders.val_dataset)} val, {len(loaders.test_dataset)} test images | {cfg.TRAIN.EPOCHS} epoch{'s' * (cfg.TRAIN.EPOCHS != 1)} "
+            f"{len(loaders.val_dataset)} val, {len(loaders.test_dataset)} test images | "
+            f"{cfg.TRAIN.EPOCHS} epoch{'s' * (cfg.TRAIN.EPOCHS != 1)} "
             f"of {steps_per_epoch} steps, {batch}, on {device} | {loaders.pipeline}")
 
 
@@ -129,12 +131,34 @@ def start_tracking(cfg, run_dir: str, parts: TrainingParts, start: StartingPoint
     wandb_run = WandbRun(cfg.WANDB.MODE if world.is_main else "disabled", cfg.WANDB.PROJECT, cfg.WANDB.ENTITY,
                          name=os.path.relpath(run_dir, cfg.OUTPUT), run_dir=run_dir,
                          config=_config_as_dict(cfg), resume_id=start.wandb_id, group=cfg.WANDB.GROUP)
+    subsets = parts.loaders.subsets
     tracker = RunTracker(run_dir, start.epoch, wandb_run, dict(
         epochs_planned=cfg.TRAIN.EPOCHS, parameters=parts.parameters, macs=parts.macs,
-        changed_config=changed_from_defaults(cfg)),
+        changed_config=changed_from_defaults(cfg), subsets=subsets),
         first_step=start.epoch * loop.num_batches + start.progress.batches_done, enabled=world.is_main,
-        title=f"{os.path.relpath(run_dir, cfg.OUTPUT)}: {cfg.MODEL.NAME} on {cfg.DATA.DATASET}")
+        title=run_title(cfg, run_dir, subsets),
+        train_loss=train_loss_name(cfg), select_metric=cfg.TEST.SELECT_METRIC)
     return wandb_run, tracker
+
+
+def run_title(cfg, run_dir: str, subsets: dict[str, tuple[int, int]]) -> str:
+    """What every picture of a run says it shows: `lenet_digits/run: lenet on digits`, the run's
+    folder relative to OUTPUT, with the subsets it scored on (DATA.VAL_SUBSET, TEST_SUBSET)."""
+    return (f"{os.path.relpath(run_dir, cfg.OUTPUT)}: {cfg.MODEL.NAME} on {cfg.DATA.DATASET}"
+            + (f" ({subset_note(subsets)})" if subsets else ""))
+
+
+def train_loss_name(cfg) -> str:
+    """What the train loss is when it is not the val loss, plain cross-entropy (then the curves
+    draw them apart): "arcface", "ce+triplet", "cross-entropy, label smoothing 0.1, on mixup
+    targets"; "" when it is."""
+    mixed = "/".join(name for name, on in (("mixup", cfg.AUG.MIXUP), ("cutmix", cfg.AUG.CUTMIX)) if on)
+    if cfg.TRAIN.LOSS == "ce" and not cfg.TRAIN.LABEL_SMOOTHING and not mixed:
+        return ""
+    return ", ".join(part for part in (
+        "cross-entropy" if cfg.TRAIN.LOSS == "ce" else cfg.TRAIN.LOSS,
+        f"label smoothing {cfg.TRAIN.LABEL_SMOOTHING:g}" if cfg.TRAIN.LABEL_SMOOTHING else "",
+        f"on {mixed} targets" if mixed else "") if part)
 
 
 def _config_as_dict(node) -> dict:

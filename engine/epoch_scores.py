@@ -83,15 +83,15 @@ def score_metrics(scores: dict[str, dict]) -> dict[str, float]:
             if metric in ("loss", "acc1", "acc5") or metric.startswith("verify_")}
 
 
-def write_roc(run_dir: str, scores: dict[str, dict]) -> str | None:
-    """roc.png in `run_dir`: the ROC curve of every set of weights scored on verification pairs;
-    returns its path, or None when no pairs were scored."""
+def write_roc(run_dir: str, scores: dict[str, dict], title: str = "") -> str | None:
+    """roc.png in `run_dir`, titled `title`: the ROC curve of every set of weights scored on
+    verification pairs; returns its path, or None when no pairs were scored."""
     curves = {WEIGHT_LABELS[name]: (stats["verification"].fpr, stats["verification"].tpr, stats["verify_auc"],
                                     stats["verify_eer"]) for name, stats in scores.items() if "verification" in stats}
     if not curves:
         return None
     path = os.path.join(run_dir, "roc.png")
-    save_figure(roc_figure(curves), path)
+    save_figure(roc_figure(curves, f"{title} | verification pairs" if title else ""), path)
     return path
 
 

@@ -10,6 +10,8 @@ from torch import nn
 
 from data import Loaders
 from data.sampler import ShardSampler
+from data.subset import subset_note
+from engine.build import run_title
 from engine.checkpoint import load_model_weights
 from engine.epoch_scores import verify_pairs_with
 from engine.parts import TrainingParts
@@ -25,9 +27,9 @@ from utils.checkpoint_io import load_checkpoint
 from utils.distributed import broadcast_from_main, rank_and_size
 
 
-def report_on_val(parts: TrainingParts, out_dir: str | None) -> tuple[dict, dict[str, str]]:
+def report_on_val(parts: TrainingParts, out_dir: str | None, title: str = "") -> tuple[dict, dict[str, str]]:
     """Evaluate on the val split in order and write the val report into `out_dir` (None: the
-    numbers only, as on torchrun's ranks other than 0).
+    numbers only, as on torchrun's ranks other than 0), its pictures titled with `title`.
 
     Returns (the metrics with their ValPredictions, {"predictions": png, "confusion": png}).
     """
@@ -40,7 +42,8 @@ def report_on_val(parts: TrainingParts, out_dir: str | None) -> tuple[dict, dict
                        keep_predictions=True, tta=parts.tta)
     indices = grid_indices(len(loaders.val_dataset))
     grid_images = np.stack([image.numpy() for image, _ in loaders.val_dataset.__getitems__(indices.tolist())])
-    paths = write_val_report(out_dir, metrics["predictions"], grid_images, loaders.class_names) if out_dir else {}
+    paths = write_val_report(out_dir, metrics["predictions"], grid_images, loaders.class_names,
+                             title) if out_dir else {}
     return metrics, paths
 
 
@@ -50,7 +53,8 @@ def submission_columns(cfg, loaders: Loaders) -> dict:
             "class_names": loaders.class_names if cfg.SUBMISSION.LABELS == "name" else None}
 
 
-def report_verification(parts: TrainingParts, out_dir: str | None, logger, weights: str = "model") -> None:
+def report_verification(parts: TrainingParts, out_dir: str | None, logger, weights: str = "model",
+                        title: str = "") -> None:
     """Score the labelled verification pairs with the weights in `parts.model` and TEST.TTA: a
     log line, and their ROC curve in `out_dir`/roc.png (None: computed only, as on torchrun's
     ranks other than 0), labelled with the `weights` loaded (model, ema, swa). Nothing without pairs."""
@@ -60,7 +64,8 @@ def report_verification(parts: TrainingParts, out_dir: str | None, logger, weigh
     result = verify_pairs_with(parts.model, parts, parts.tta)
     if out_dir:
         curve = (result.fpr, result.tpr, result.auc, result.eer)
-        save_figure(roc_figure({f"{WEIGHT_LABELS[weights]} weights": curve}), os.path.join(out_dir, "roc.png"))
+        save_figure(roc_figure({f"{WEIGHT_LABELS[weights]} weights": curve},
+                               f"{title} | {pairs.split} pairs" if title else ""), os.path.join(out_dir, "roc.png"))
     logger.info("verification on %d %s pairs: AUC %.4f, EER %.2f%%, TAR %.2f%% at FAR %g, accuracy %.2f%% at "
                 "similarity >= %.3f", len(pairs.first), pairs.split, result.auc, 100 * result.eer, 100 * result.tar,
                 result.far, 100 * result.accuracy, result.threshold)
@@ -99,17 +104,25 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbR
             parts.model.load_state_dict(average.module.state_dict())
         weights = (f"the final weights (SAVE.CHECKPOINTS {cfg.SAVE.CHECKPOINTS} keeps no best.pth)"
                    + ("" if name == "model" else f", their {WEIGHT_LABELS[name]} average, which scored best"))
-    metrics, image_paths = report_on_val(parts, run_dir)
+    title = run_title(cfg, run_dir, parts.loaders.subsets) if run_dir else ""
+    metrics, image_paths = report_on_val(parts, run_dir, title)
     predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup, tta=parts.tta)
-    report_verification(parts, run_dir, logger, name)
+    report_verification(parts, run_dir, logger, name, title)
     predict_verification(cfg, parts, run_dir, logger)
     if run_dir is None:
         return
-    wandb_run.log_val_report(image_paths, metrics["predictions"].targets, metrics["predictions"].predicted,
+    # roc.png, when verification wrote one, is now the ROC of the weights the report used.
+    wandb_run.log_val_report({**image_paths, "roc": os.path.join(run_dir, "roc.png")},
+                             metrics["predictions"].targets, metrics["predictions"].predicted,
                              parts.loaders.class_names)
-    write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
-                     **submission_columns(cfg, parts.loaders))
-    wandb_run.finish()
+    # A test subset (DATA.TEST_SUBSET) still runs the test pass end to end, on part of the split, so
+    # a short study shows that a full run's end works; but Kaggle needs every row.
+    if "test" in parts.loaders.subsets:
+        logger.info("no submission.csv: DATA.TEST_SUBSET predicts %s, and Kaggle needs every test row; set it "
+                    "to 0 for one", subset_note({"test": parts.loaders.subsets["test"]}))
+    else:
+        write_submission(os.path.join(run_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
+                         **submission_columns(cfg, parts.loaders))
     best_score = best.describe(with_label=True) if best.score is not None else f"{best.label} none (no epoch trained)"
     tta = f", with TTA {parts.tta}" if parts.tta != "none" else ""
     logger.info("best %s; val report and %d test predictions written with %s%s", best_score, len(predictions),

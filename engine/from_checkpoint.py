@@ -10,7 +10,7 @@ import numpy as np
 
 from config import get_config
 from data.dataset import NO_LABEL
-from engine.build import build_training_parts
+from engine.build import build_training_parts, run_title
 from engine.checkpoint import check_config_matches_checkpoint, checkpoint_path_from, load_model_weights
 from engine.finish import predict_verification, report_on_val, report_verification, submission_columns
 from engine.parts import TrainingParts
@@ -64,6 +64,9 @@ def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], e
     if cfg_file is None:
         cfg = get_config(None, checkpoint_opts, base_yaml=checkpoint["config"])
     check_config_matches_checkpoint(cfg, stored_cfg, path)
+    if write_predictions and cfg.DATA.TEST_SUBSET != 0:
+        raise UserError(f"--predict writes submission.csv, and Kaggle needs every test row, but DATA.TEST_SUBSET "
+                        f"{cfg.DATA.TEST_SUBSET:g} predicts part of the test split; set DATA.TEST_SUBSET 0")
     cfg.defrost()
     # The weights come from `path`, and compiling would cost more than the one pass it speeds up.
     cfg.MODEL.PRETRAINED, cfg.MODEL.FREEZE, cfg.TRAIN.COMPILE = "", "none", False
@@ -77,10 +80,14 @@ def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], e
     os.makedirs(out_dir)
     with_tta = f" with TTA {parts.tta} ({num_views(parts.tta)} views)" if parts.tta != "none" else ""
     if evaluate_val:
-        metrics, _ = report_on_val(parts, out_dir)
-        logger.info("%s on %s val (%d images)%s: loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET,
-                    len(parts.loaders.val_dataset), with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"])
-        report_verification(parts, out_dir, logger, weights)
+        title = run_title(cfg, out_dir, parts.loaders.subsets)
+        metrics, _ = report_on_val(parts, out_dir, title)
+        subset = parts.loaders.subsets.get("val")
+        images = (f"a subset: {subset[0]:,} of {subset[1]:,} images, DATA.VAL_SUBSET" if subset
+                  else f"{len(parts.loaders.val_dataset)} images")
+        logger.info("%s on %s val (%s)%s: loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET, images,
+                    with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"])
+        report_verification(parts, out_dir, logger, weights, title)
     if write_predictions:
         predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup,
                               tta=parts.tta)

@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
+from typing import Iterable
 
 import torch
 from tqdm import tqdm
@@ -23,6 +24,7 @@ from engine.weight_averaging import StochasticWeightAveraging
 from evaluation.metrics import ClassificationMeter
 from utils.device import reset_peak_memory
 from utils.errors import UserError
+from utils.tensor_memory import MEASURED_STEPS, TensorMemoryWindow, training_tensors
 
 
 @dataclass(frozen=True)
@@ -66,17 +68,19 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
     whose loss is NaN or Inf is skipped; `loop.max_nonfinite` of them in a row stop the run.
     """
     parts.forward_model.train()
+    parts.optimizer.zero_grad(set_to_none=True)
+    first, num_batches = progress.batches_done, loop.num_batches
+    batches, tensor_memory = measure_tensor_memory(parts, islice(loader, num_batches - first),
+                                                   MEASURED_STEPS * loop.accumulation_steps)
     meter = ClassificationMeter(parts.setup.device)
     if progress.meter:
         meter.load_state_dict(progress.meter)
     guard = UpdateGuard(parts.setup.device)
     pending_steps = []  # (global step, lr, loss on the device) since the last print
     start = time.perf_counter() - progress.elapsed
-    first, num_batches = progress.batches_done, loop.num_batches
-    bar = tqdm(islice(loader, num_batches - first), total=num_batches, initial=first, desc=f"train {epoch + 1}",
+    bar = tqdm(batches, total=num_batches, initial=first, desc=f"train {epoch + 1}",
                leave=False, dynamic_ncols=True, disable=None)
     nonfinite, in_a_row, stopping = progress.nonfinite, progress.nonfinite_in_a_row, False
-    parts.optimizer.zero_grad(set_to_none=True)
     for i, (images, targets) in enumerate(bar, start=first):
         lr = parts.optimizer.param_groups[0]["lr"]
         update_now = (i + 1) % loop.accumulation_steps == 0 or i + 1 == num_batches
@@ -98,9 +102,26 @@ def train_one_epoch(parts: TrainingParts, scheduler, loader, epoch: int, loop: L
             return None, EpochProgress(i + 1, meter.state_dict(), time.perf_counter() - start, nonfinite, in_a_row)
     elapsed = time.perf_counter() - start
     summary = meter.summary()
-    return ({"train_loss": summary["loss"], "train_acc1": summary["acc1"], "train_acc5": summary["acc5"],
-             "epoch_time": elapsed, "images_per_sec": summary["images"] / elapsed, "nonfinite_updates": nonfinite},
-            EpochProgress())
+    stats = {"train_loss": summary["loss"], "train_acc1": summary["acc1"], "train_acc5": summary["acc5"],
+             "epoch_time": elapsed, "images_per_sec": summary["images"] / elapsed, "nonfinite_updates": nonfinite}
+    if tensor_memory is not None and tensor_memory.peak_mb is not None:
+        stats["peak_tensor_mb"] = tensor_memory.peak_mb
+    return stats, EpochProgress()
+
+
+def measure_tensor_memory(parts: TrainingParts, batches: Iterable, num_batches: int
+                          ) -> tuple[Iterable, TensorMemoryWindow | None]:
+    """On CPU, `batches` with a window open over the first `num_batches` of them (their loading
+    and training steps), for the epoch's peak_tensor_mb; on CUDA, max_memory_allocated already
+    counts every step, and `batches` go as they are. Returns (batches, the window or None).
+
+    Opened before the epoch's meter and guard exist, so that nothing the window sees freed was
+    allocated before it."""
+    if parts.setup.device.type != "cpu":
+        return batches, None
+    window = TensorMemoryWindow(training_tensors(parts.model, parts.criterion, parts.train_criterion, parts.ema,
+                                                 parts.optimizer))
+    return window.over_first(batches, num_batches), window
 
 
 def accumulate_gradients(parts: TrainingParts, images: torch.Tensor, targets: torch.Tensor, epoch: int,

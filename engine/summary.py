@@ -3,8 +3,12 @@
 Fields: status (running, finished, interrupted or failed, with `error` for a failure), epochs
 completed and planned, best val acc@1 and its epoch (counted from 1, as the log and the plots
 count), the last epoch's metrics, total train time, median images/s, parameters, MACs, peak
-memory (`peak_memory_mb` of the GPU, or `peak_rss_mb` of the process on CPU), and the config
-keys that differ from the defaults.
+memory (`peak_memory_mb` of the GPU; on CPU `peak_tensor_mb`, the same quantity measured over an
+epoch's first steps, and `peak_rss_mb` of the whole process), and the config keys that differ
+from the defaults.
+
+`subsets` ({split: [images chosen, images in the split]}) appears only when val or test was
+scored in part (DATA.VAL_SUBSET, DATA.TEST_SUBSET).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from typing import Any, Sequence
 
 SUMMARY_FILE = "summary.json"
 STATUSES = ("running", "finished", "interrupted", "failed")
-MEMORY_KEYS = ("peak_memory_mb", "peak_rss_mb")
+# The GPU's figure, the CPU's figure of the same quantity, then the whole process's (CPU).
+MEMORY_KEYS = ("peak_memory_mb", "peak_tensor_mb", "peak_rss_mb")
 
 
 # Val acc@1 of the trained weights, of their EMA (TRAIN.EMA) and of their SWA (TRAIN.SWA, last epoch).
@@ -29,8 +34,10 @@ def best_val_acc1(row: dict) -> float:
 
 
 def summarize(rows: Sequence[dict], status: str, epochs_planned: int, parameters: int, macs: int | None,
-              changed_config: dict[str, Any], error: str | None = None) -> dict[str, Any]:
-    """The summary of a run from its metrics rows (one per epoch, as in metrics.jsonl)."""
+              changed_config: dict[str, Any], error: str | None = None,
+              subsets: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """The summary of a run from its metrics rows (one per epoch, as in metrics.jsonl); `subsets`
+    are the splits scored in part (DATA.VAL_SUBSET, DATA.TEST_SUBSET), {split: (chosen, of)}."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     summary: dict[str, Any] = {"status": status, "epochs_completed": len(rows), "epochs_planned": epochs_planned}
@@ -52,6 +59,8 @@ def summarize(rows: Sequence[dict], status: str, epochs_planned: int, parameters
             values = [value for row in rows for name, value in row.items() if name.split("_")[:2] == key.split("_")]
             if values:
                 summary[f"best_{key}"] = best_of(values)
+    if subsets:
+        summary["subsets"] = {split: list(counts) for split, counts in subsets.items()}
     summary.update({"parameters": parameters, "macs": macs, "config": changed_config,
                     "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return summary

@@ -59,6 +59,24 @@ def read_metrics(run_dir: str) -> list[dict[str, Any]]:
     return rows
 
 
+def read_steps(run_dir: str) -> tuple[list[int], list[float]]:
+    """(global steps, train losses) of run_dir/steps.csv, in order (empty when there is none); a
+    torn or damaged row is skipped."""
+    path = os.path.join(run_dir, "steps.csv")
+    steps, losses = [], []
+    if not os.path.isfile(path):
+        return steps, losses
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                step, loss = int(row["global_step"]), float(row["train_loss"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            steps.append(step)
+            losses.append(loss)
+    return steps, losses
+
+
 class StepsFile:
     """run_dir/steps.csv: the train loss and learning rate of every iteration, with its global step."""
 
@@ -109,9 +127,12 @@ class RunTracker:
     """
 
     def __init__(self, run_dir: str, start_epoch: int, wandb_run: WandbRun, summary_fields: dict[str, Any],
-                 first_step: int | None = None, enabled: bool = True, title: str = ""):
+                 first_step: int | None = None, enabled: bool = True, title: str = "", train_loss: str = "",
+                 select_metric: str = "val_acc1"):
         self.run_dir = run_dir
         self.title = title  # curves.png's: the run, its model and data set
+        # curves.png draws a train loss that is not the val loss apart, and marks best.pth's epoch.
+        self.curve_labels = dict(title=title, train_loss=train_loss, select_metric=select_metric)
         self.enabled = enabled
         self.metrics_file, self.steps_file = MetricsFile(run_dir), StepsFile(run_dir)
         if enabled:
@@ -135,7 +156,8 @@ class RunTracker:
             return
         self.metrics_file.log(metrics)
         self.wandb_run.log_epoch(metrics)
-        save_figure(curves_figure(self.metrics_file.read(), self.title), os.path.join(self.run_dir, "curves.png"))
+        save_figure(curves_figure(self.metrics_file.read(), **self.curve_labels),
+                    os.path.join(self.run_dir, "curves.png"))
         self.set_status("running")
 
     @contextmanager
@@ -147,20 +169,22 @@ class RunTracker:
             yield
         except Preempted:
             self.set_status("interrupted")
-            self.wandb_run.finish()
             raise
         except KeyboardInterrupt:
             self.set_status("interrupted")
             logger.info("interrupted; continue with: %s", resume_hint)
-            self.wandb_run.finish()
             raise
         except Exception as e:
             self.set_status("failed", error=f"{e.__class__.__name__}: {e}")
-            self.wandb_run.finish()
             raise
 
     def set_status(self, status: str, error: str | None = None) -> None:
-        """Rewrite summary.json with `status` (see engine.summary.STATUSES)."""
+        """Rewrite summary.json with `status` (see engine.summary.STATUSES). Any status but running
+        ends the W&B run, after logging curves.png and the summary's numbers there."""
         if not self.enabled:
             return
-        write_summary(self.run_dir, summarize(self.metrics_file.read(), status, error=error, **self.summary_fields))
+        summary = summarize(self.metrics_file.read(), status, error=error, **self.summary_fields)
+        write_summary(self.run_dir, summary)
+        if status != "running":
+            self.wandb_run.log_run_summary(summary, {"curves": os.path.join(self.run_dir, "curves.png")})
+            self.wandb_run.finish()

@@ -1,6 +1,6 @@
-"""Every picture the project draws: a run's curves, predictions and confusion matrix, the
-comparison of runs, the throughput scan, the LR range test, the augmentation preview and the
-face-verification ROC curves.
+"""The pictures of one run or one study: a run's curves, predictions and confusion matrix, the
+throughput scan, the LR range test, the augmentation preview and the face-verification ROC
+curves. The comparison of runs is evaluation/comparison_figure.py.
 
 Each `*_figure` function returns a matplotlib Figure built with the object-oriented API (no
 pyplot, so no display and no global state), and `save_figure` writes it. Tests inspect the
@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+from evaluation.plot_axes import MIN_FRACTION_SPAN, MIN_PERCENT_SPAN, finite, loss_limits, widen_to
 
 # Wrong predictions are drawn in this colour in the prediction grid.
 WRONG_COLOR = "tab:red"
@@ -38,35 +40,92 @@ def save_figure(figure: Figure, path: str, dpi: int = 100) -> None:
             os.remove(tmp_path)
 
 
-def curves_figure(rows: Sequence[dict], title: str = "") -> Figure:
-    """Loss and acc@1, train and val, one point per epoch (x counted from 1), from metrics rows;
-    also val of the EMA and SWA weights where the rows have them. `title` names the run."""
-    figure = Figure(figsize=(10, 4), layout="constrained")
+# The val metric that picks best.pth (TEST.SELECT_METRIC), the metrics rows' keys that hold it (the
+# trained weights, their EMA and their SWA) and which way is better.
+BEST_KEYS = {"val_acc1": (("val_acc1", "val_acc1_ema", "val_acc1_swa"), max),
+             "verify_auc": (("verify_auc", "verify_auc_ema", "verify_auc_swa"), max),
+             "verify_eer": (("verify_eer", "verify_eer_ema", "verify_eer_swa"), min)}
+WEIGHT_SUFFIXES = (("", ""), ("_ema", " (EMA)"), ("_swa", " (SWA)"))  # TRAIN.EMA, TRAIN.SWA
+BEST_COLOR = "tab:gray"
+
+
+def best_epoch(rows: Sequence[dict], select_metric: str) -> tuple[int, float] | None:
+    """(epoch counted from 1, value) where `select_metric` was best, as best.pth is chosen: the
+    best of any weights, the first epoch on a tie; None when no row has the metric."""
+    keys, best_of = BEST_KEYS[select_metric]
+    scored = [(row["epoch"] + 1, max(values) if best_of is max else min(values))
+              for row in rows for values in [[row[key] for key in keys if row.get(key) is not None]] if values]
+    if not scored:
+        return None
+    value = best_of(value for _, value in scored)
+    return next(point for point in scored if point[1] == value)
+
+
+def _plot_metric(axis, rows: Sequence[dict], key: str, label: str) -> list[float]:
+    """Plot `key` of the rows that have it against the epoch (from 1); returns the values."""
+    points = [(row["epoch"] + 1, row[key]) for row in rows if row.get(key) is not None]
+    if points:
+        axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+    return [value for _, value in points]
+
+
+def curves_figure(rows: Sequence[dict], title: str = "", train_loss: str = "", val_loss: str = "cross-entropy",
+                  select_metric: str = "val_acc1") -> Figure:
+    """A run's curves, one point per epoch (x counted from 1), from its metrics rows: loss, acc@1
+    (train, val, and val of the EMA and SWA weights where the rows have them) and, when pairs
+    were scored, verification's AUC and EER. `title` names the run.
+
+    `train_loss` names the train loss when it is not `val_loss` (ArcFace, CosFace, triplet,
+    mixup's soft targets, label smoothing): the two then get separate graphs, each labelled with
+    what it is, since one axis would read a metric loss of 30 against a cross-entropy of 0.1. The
+    epoch best.pth came from (by `select_metric`) is marked with a dotted line in every graph and
+    a star on the metric that chose it."""
+    graphs = [("loss", f"loss ({val_loss})", ("train_loss", "val_loss"))] if not train_loss else [
+        ("train_loss", f"train loss ({train_loss})", ("train_loss",)),
+        ("val_loss", f"val loss ({val_loss})", ("val_loss",))]
+    graphs.append(("acc1", "acc@1 (%)", ("train_acc1", "val_acc1")))
+    if any(row.get("verify_auc") is not None for row in rows):
+        graphs.append(("verify", "verification AUC, EER", ("verify_auc", "verify_eer")))
+    figure = Figure(figsize=(5 * len(graphs), 4), layout="constrained")
     if title:
         figure.suptitle(title)
-    epochs = [row["epoch"] + 1 for row in rows]
-    for axis, (name, label) in zip(figure.subplots(1, 2), (("loss", "loss"), ("acc1", "acc@1 (%)"))):
-        for split in ("train", "val"):
-            axis.plot(epochs, [row[f"{split}_{name}"] for row in rows], marker="o", markersize=3, label=split)
-        for suffix, line_label in (("_ema", "val (EMA)"), ("_swa", "val (SWA)")):  # TRAIN.EMA, TRAIN.SWA
-            points = [(row["epoch"] + 1, row[f"val_{name}{suffix}"]) for row in rows if f"val_{name}{suffix}" in row]
-            if points:
-                axis.plot(*zip(*points), marker="o", markersize=3, label=line_label)
+    best = best_epoch(rows, select_metric)
+    axes = np.atleast_1d(figure.subplots(1, len(graphs), squeeze=False)).ravel()
+    for axis, (name, ylabel, keys) in zip(axes, graphs):
+        values = []
+        for key in keys:
+            split, metric = key.split("_", 1)
+            for suffix, weights in WEIGHT_SUFFIXES:
+                if split == "train" and suffix:
+                    continue
+                label = f"{metric.upper() if name == 'verify' else split}{weights}"  # val (EMA), AUC (EMA)
+                values += _plot_metric(axis, rows, key + suffix, label)
+        if "loss" in name and len(finite(values)) and loss_limits(values)[2]:  # a spike of 30 over a loss of 0.1
+            axis.set_yscale("log")
+        widen_to(axis, values, MIN_PERCENT_SPAN if name == "acc1" else MIN_FRACTION_SPAN if name == "verify" else 0)
+        if best is not None:
+            epoch, value = best
+            axis.axvline(epoch, color=BEST_COLOR, linestyle=":", label=f"best.pth (epoch {epoch})")
+            if select_metric in keys:
+                axis.plot([epoch], [value], linestyle="none", marker="*", markersize=12, color=BEST_COLOR,
+                          label=f"best {select_metric.replace('_', ' ')} {value:.4g}")
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        axis.legend()
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
     return figure
 
 
 def predictions_figure(images: np.ndarray, true_names: Sequence[str], predicted_names: Sequence[str],
-                       columns: int = 5) -> Figure:
+                       columns: int = 5, title: str = "") -> Figure:
     """A grid of uint8 images (N, 3, H, W), each titled with its true and predicted class; wrong
-    predictions get a red title and frame."""
+    predictions get a red title and frame. `title` names the run and the split."""
     count = len(images)
     rows = max(1, math.ceil(count / columns))
     figure = Figure(figsize=(2.2 * columns, 2.5 * rows), layout="constrained")
+    if title:
+        figure.suptitle(title)
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
     for axis in axes[count:]:
         figure.delaxes(axis)
@@ -82,12 +141,15 @@ def predictions_figure(images: np.ndarray, true_names: Sequence[str], predicted_
     return figure
 
 
-def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
     """The confusion matrix (rows: true class, columns: predicted), coloured by the share of
-    each true class, with counts written in the cells when there are few classes."""
+    each true class, with counts written in the cells when there are few classes. `title` names
+    the run and the split."""
     num_classes = len(class_names)
-    size = min(16.0, 3 + 0.4 * num_classes)
+    size = max(6.0, min(16.0, 3 + 0.4 * num_classes))  # wide enough for its title
     figure = Figure(figsize=(size, size * 0.85), layout="constrained")
+    if title:
+        figure.suptitle(title, fontsize=10)
     axis = figure.subplots()
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     shown = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -102,24 +164,6 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
             for predicted in range(num_classes):
                 axis.text(predicted, true, int(matrix[true, predicted]), ha="center", va="center", fontsize=8,
                           color="white" if shares[true, predicted] > 0.5 else "black")
-    return figure
-
-
-def comparison_figure(curves: dict[str, Sequence[dict]], metrics: Sequence[str]) -> Figure:
-    """One graph per metric, one line per run: `curves` maps a run's legend label to its
-    metrics rows. Runs without a metric are left out of that graph."""
-    figure = Figure(figsize=(6 * len(metrics), 4.5), layout="constrained")
-    for axis, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics), squeeze=False)).ravel(), metrics):
-        for label, rows in curves.items():
-            points = [(row["epoch"] + 1, row[metric]) for row in rows if row.get(metric) is not None]
-            if points:
-                axis.plot(*zip(*points), marker="o", markersize=3, label=label)
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_ylabel(metric)
-        axis.grid(alpha=0.3)
-        if axis.get_lines():
-            axis.legend(fontsize=8)
     return figure
 
 
@@ -143,10 +187,13 @@ def throughput_figure(rows: Sequence[dict], title: str = "") -> Figure:
     return figure
 
 
-def lr_find_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None) -> Figure:
-    """The smoothed training loss against the learning rate (log x), the suggestion marked."""
+def lr_find_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, title: str = "") -> Figure:
+    """The smoothed training loss against the learning rate (log x), the suggestion marked;
+    `title` names the study, its model and data set."""
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axis = figure.subplots()
+    if title:
+        axis.set_title(title)
     axis.plot(lrs, losses, label="smoothed train loss")
     if suggestion is not None:
         axis.axvline(suggestion, color=WRONG_COLOR, linestyle="--", label=f"suggested LR {suggestion:.2e}")
@@ -179,11 +226,14 @@ def augmentations_figure(originals: Sequence[np.ndarray], draws: Sequence[Sequen
     return figure
 
 
-def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float, float]]) -> Figure:
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float, float]], title: str = "") -> Figure:
     """Face-verification ROC curves: TPR against FPR (log x from MIN_ROC_FPR to 1), one line per entry of
-    `curves`, which maps a legend label to (fpr, tpr, auc, eer), and the chance diagonal."""
+    `curves`, which maps a legend label to (fpr, tpr, auc, eer), and the chance diagonal; `title`
+    names the run and its pairs."""
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axis = figure.subplots()
+    if title:
+        axis.set_title(title)
     for label, (fpr, tpr, auc, eer) in curves.items():
         # Every ROC curve starts at FPR 0, which a log axis cannot show.
         axis.plot(np.maximum(fpr, MIN_ROC_FPR), tpr, label=f"{label} (AUC {auc:.3f}, EER {eer:.1%})")

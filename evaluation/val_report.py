@@ -48,8 +48,9 @@ def per_class_accuracy(targets: np.ndarray, predicted: np.ndarray, class_names: 
 
 
 def write_val_report(out_dir: str, predictions: ValPredictions, grid_images: np.ndarray,
-                     class_names: Sequence[str]) -> dict[str, str]:
+                     class_names: Sequence[str], title: str = "") -> dict[str, str]:
     """Write the four report files into `out_dir`; returns {"predictions": png, "confusion": png}.
+    `title` names the run, its model and data set in both pictures.
 
     `grid_images` are the uint8 images (N, 3, H, W) at `grid_indices(len(predictions.targets))`,
     as the model saw them before normalisation, i.e. as a person sees them.
@@ -59,9 +60,12 @@ def write_val_report(out_dir: str, predictions: ValPredictions, grid_images: np.
     paths = {"predictions": os.path.join(out_dir, "predictions.png"),
              "confusion": os.path.join(out_dir, "confusion.png")}
     save_figure(predictions_figure(grid_images, [class_names[t] for t in targets[indices]],
-                                   [class_names[p] for p in predicted[indices]]), paths["predictions"])
+                                   [class_names[p] for p in predicted[indices]],
+                                   title=f"{title} | val predictions (red: wrong)" if title else ""),
+                paths["predictions"])
     matrix = confusion_matrix(targets, predicted, labels=np.arange(len(class_names)))
-    save_figure(confusion_figure(matrix, class_names), paths["confusion"])
+    save_figure(confusion_figure(matrix, class_names, title=f"{title} | val confusion matrix" if title else ""),
+                paths["confusion"])
     per_class_accuracy(targets, predicted, class_names).to_csv(
         os.path.join(out_dir, "per_class.csv"), index=False, float_format="%.2f")
     pd.DataFrame({"id": np.arange(len(targets)), "true": targets, "predicted": predicted,

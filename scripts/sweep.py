@@ -9,7 +9,8 @@ the first run starts. Running the same command again skips the finished runs and
 interrupted one; a failing run does not stop the sweep. Running it twice at once shares the
 runs out: a run whose folder the other holds is left to it, then read (or resumed, if it did not
 finish) once it ends. At the end, compare.png and compare.csv (scripts/compare.py) are written
-into the sweep folder. Sweeps keep only best.pth (SAVE.CHECKPOINTS best) unless the config or
+into the sweep folder, and logged to a "comparison" run of the W&B group (unless WANDB.MODE is
+disabled). Sweeps keep only best.pth (SAVE.CHECKPOINTS best) unless the config or
 --opts choose otherwise.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from config import flatten, get_config, get_default_config, opts_from_flags, res
 from engine.run_dir import experiment_dir, is_run_folder  # noqa: E402
 from engine.run_lock import live_holder  # noqa: E402
 from engine.summary import read_summary  # noqa: E402
+from engine.wandb_run import log_comparison  # noqa: E402
 from studies.compare import DEFAULT_METRICS, RunRecord, compare_runs, load_run, markdown_table  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
 from utils.errors import UserError  # noqa: E402
@@ -193,9 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         print("sweep interrupted; run the same command again to go on where it stopped", file=sys.stderr)
         return 130
     out = os.path.join(sweep_dir, "compare.png")
-    table = compare_runs([records[number] for number in sorted(records)], DEFAULT_METRICS, out)
+    table = compare_runs([records[number] for number in sorted(records)], DEFAULT_METRICS, out,
+                         name=os.path.basename(sweep_dir))
     print(markdown_table(table))
     print(f"wrote {out} and {os.path.splitext(out)[0]}.csv")
+    settings = runs[0][2]  # every run of the sweep shares its W&B settings, and its group is the sweep's
+    log_comparison(settings["WANDB.MODE"], settings["WANDB.PROJECT"], settings["WANDB.ENTITY"],
+                   settings["WANDB.GROUP"], {"compare": out}, table, sweep_dir)
     failed = [record for record in records.values() if record.status != "finished"]
     return 1 if failed else 0
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from engine.build import build_training_parts, seed_everything
+from engine.build import build_training_parts, run_title, seed_everything
 from engine.run_dir import log_outputs, study_dir
 from engine.train_step import train_step
 from evaluation.plots import lr_find_figure, save_figure
@@ -106,7 +106,9 @@ def run_lr_find(cfg, device: torch.device) -> float | None:
                            parts.optimizer, parts.scaler, parts.setup)
     pd.DataFrame({"lr": result.lrs, "loss": result.losses, "smoothed_loss": result.smoothed}).to_csv(
         os.path.join(out_dir, "lr_find.csv"), index=False)
-    save_figure(lr_find_figure(result.lrs, result.smoothed, result.suggestion), os.path.join(out_dir, "lr_find.png"))
+    save_figure(lr_find_figure(result.lrs, result.smoothed, result.suggestion,
+                               f"{run_title(cfg, out_dir, parts.loaders.subsets)} | LR range test"),
+                os.path.join(out_dir, "lr_find.png"))
     if result.suggestion is None:
         logger.info("no suggestion: the loss diverged after only %d steps of the range %.0e to %.0e; check "
                     "that the model trains at all with a short run at a small TRAIN.LR", len(result.lrs),

@@ -25,6 +25,7 @@ from engine.train_step import train_step
 from evaluation.plots import save_figure, throughput_figure
 from utils.device import DeviceSetup, peak_memory, reset_peak_memory
 from utils.logger import create_logger
+from utils.tensor_memory import MEASURED_STEPS, TensorMemoryWindow, training_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def scan_throughput(model: nn.Module, normalize: nn.Module, criterion, optimizer
                     num_classes: int, warmup_steps: int = WARMUP_STEPS,
                     timed_steps: int = TIMED_STEPS) -> ThroughputScan:
     """Time training steps at each of `batch_sizes` (ascending) until one runs out of memory.
+    Each row has the peak memory of a step: on CUDA `peak_memory_mb`, on CPU `peak_tensor_mb` (the
+    same quantity, measured over MEASURED_STEPS untimed steps) and the process's `peak_rss_mb`.
 
     `make_loader(batch_size, num_batches)` returns a loader of at least that many uint8 batches.
     The model's weights and the optimizer's state change along the way: pass throwaway copies.
@@ -97,11 +100,27 @@ def scan_throughput(model: nn.Module, normalize: nn.Module, criterion, optimizer
     def step(images: torch.Tensor, targets: torch.Tensor) -> None:
         train_step(model, normalize, images, targets, criterion, optimizer, scaler, setup)
 
+    def synthetic_batch(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, device=device),
+                torch.randint(0, num_classes, (batch_size,), device=device))
+
+    def peak_tensor_memory(batch_size: int) -> dict[str, float]:
+        """{"peak_tensor_mb": ...} of MEASURED_STEPS steps on a batch made inside the window, as
+        the GPU's figure counts the batch too; {} on CUDA, or when the profiler cannot run."""
+        if device.type != "cpu":
+            return {}
+        with TensorMemoryWindow(training_tensors(model, criterion, optimizer)) as window:
+            images, targets = synthetic_batch(batch_size)
+            for _ in range(MEASURED_STEPS):
+                step(images, targets)
+            del images, targets
+        return {} if window.peak_mb is None else {"peak_tensor_mb": window.peak_mb}
+
     for batch_size in batch_sizes:
         try:
             reset_peak_memory(device)
-            images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, device=device)
-            targets = torch.randint(0, num_classes, (batch_size,), device=device)
+            tensor_memory = peak_tensor_memory(batch_size)
+            images, targets = synthetic_batch(batch_size)
             model_seconds = time_steps(repeat_batch(images, targets), step, device, warmup_steps, timed_steps)
             del images, targets
             loader = make_loader(batch_size, warmup_steps + timed_steps)
@@ -121,7 +140,7 @@ def scan_throughput(model: nn.Module, normalize: nn.Module, criterion, optimizer
         row = {"batch_size": batch_size,
                "model_images_per_sec": batch_size / model_seconds, "model_ms_per_step": 1000 * model_seconds,
                "loader_images_per_sec": batch_size / loader_seconds, "loader_ms_per_step": 1000 * loader_seconds,
-               **peak_memory(device)}
+               **tensor_memory, **peak_memory(device)}
         rows.append(row)
         logger.info("batch size %d: %.0f images/s with the loader, %.0f the model alone (%.1f ms/step)",
                     batch_size, row["loader_images_per_sec"], row["model_images_per_sec"], row["model_ms_per_step"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,18 @@ if _THREADS is not None:
 SLOW_FOLDERS = ("end_to_end",)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_wandb_login(tmp_path_factory):
+    """Hide any W&B login of the machine that runs the tests, so that WANDB.MODE auto (the default)
+    resolves offline and no test reaches W&B's servers. Session-wide, before the module fixtures
+    that train runs; main.py subprocesses inherit it. A test may still set a fake login."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL"):
+            patch.delenv(name, raising=False)
+        patch.setenv("NETRC", str(tmp_path_factory.mktemp("no-wandb-login") / "netrc"))  # never written
+        yield
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: trains a model end to end; `make test-fast` leaves it out "
                                        "(-m 'not slow'), `make test` runs it")
@@ -64,11 +75,10 @@ def pytest_collection_modifyitems(config, items):
         import torch
         torch.set_num_threads(_THREADS)
 
-CIFAR_SIZE = 32
-CIFAR_PIXELS = 3 * CIFAR_SIZE * CIFAR_SIZE  # 3072 bytes per row: the R plane, then G, then B
-CIFAR10_FOLDER = "cifar-10-batches-py"
-CIFAR100_FOLDER = "cifar-100-python"
-CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# The writers of the real on-disk formats, shared with bench/fake_data.py; imported after the thread
+# settings above, since they import torchvision.
+from bench.fake_formats import (CIFAR10_LABEL_NAMES, CIFAR_PIXELS, CIFAR_SIZE,  # noqa: E402
+                                medium_imagenet_datasets, save_cifar10, save_cifar100, save_hdf5)
 
 MEDIUM_IMAGENET_SIZE = 16
 MEDIUM_IMAGENET_COUNTS = {"train": 40, "val": 12, "test": 9}
@@ -86,11 +96,6 @@ class CifarFixture:
     test_labels: np.ndarray
     train_coarse_labels: np.ndarray | None = None  # CIFAR-100 only
     files: list[str] = field(default_factory=list)  # names of the pickled files in `folder`
-
-
-def _write_pickle(path: Path, obj: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
 
 
 def _cifar_rows(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -113,69 +118,43 @@ def cifar_marker_row() -> np.ndarray:
 
 def write_cifar10(root: Path, per_batch: int = 10, num_test: int = 10, seed: int = 0,
                   label_names_as_bytes: bool = False) -> CifarFixture:
-    """Write `root/cifar-10-batches-py` as the official archive lays it out, with small batches.
+    """Write `root/cifar-10-batches-py` as the official archive lays it out, with small batches of
+    random images (bench/fake_formats.save_cifar10): data_batch_1..5 of `per_batch` images with
+    random labels, and test_batch of `num_test` holding every class in order.
 
-    Each file is a pickled dict as in the real (Python 2) files, whose keys torchvision reads
-    back as str: data_batch_1..5 and test_batch hold "data" (N, 3072) uint8, "labels",
-    "batch_label" and "filenames"; batches.meta holds "label_names" and "num_cases_per_batch".
     The first image of data_batch_1 is `cifar_marker_row()`. With `label_names_as_bytes`, the label
     names are bytes (b"cat"), as a Python 3 script that builds such a file from bytes writes them.
     """
     rng = np.random.default_rng(seed)
-    folder = Path(root) / CIFAR10_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    train_rows, train_labels, files = [], [], []
+    train_rows, train_labels = [], []
     for number in range(1, 6):
         rows = _cifar_rows(rng, per_batch)
-        if number == 1:
-            rows[0] = cifar_marker_row()
         labels = [int(x) for x in rng.integers(0, 10, size=per_batch)]
         if number == 1:
-            labels[0] = 9  # the marker image
-        name = f"data_batch_{number}"
-        _write_pickle(folder / name, {
-            "batch_label": f"training batch {number} of 5",
-            "labels": labels,
-            "data": rows,
-            "filenames": [f"train_{number}_{i}.png" for i in range(per_batch)],
-        })
+            rows[0], labels[0] = cifar_marker_row(), 9
         train_rows.append(rows)
         train_labels.extend(labels)
-        files.append(name)
     test_rows = _cifar_rows(rng, num_test)
     test_labels = [i % 10 for i in range(num_test)]  # every class, in order
-    _write_pickle(folder / "test_batch", {
-        "batch_label": "testing batch 1 of 1",
-        "labels": test_labels,
-        "data": test_rows,
-        "filenames": [f"test_{i}.png" for i in range(num_test)],
-    })
-    _write_pickle(folder / "batches.meta", {
-        "label_names": [name.encode() for name in CIFAR10_LABEL_NAMES] if label_names_as_bytes
-        else CIFAR10_LABEL_NAMES,
-        "num_cases_per_batch": per_batch,
-        "num_vis": CIFAR_PIXELS,
-    })
-    files += ["test_batch", "batches.meta"]
+    train_images = np.concatenate(train_rows).reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE)
+    test_images = test_rows.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE)
+    label_names = [name.encode() for name in CIFAR10_LABEL_NAMES] if label_names_as_bytes else CIFAR10_LABEL_NAMES
+    folder = save_cifar10(root, train_images, train_labels, test_images, test_labels, label_names)
     return CifarFixture(
-        root=Path(root), folder=folder,
-        train_images=np.concatenate(train_rows).reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE),
-        train_labels=np.asarray(train_labels, np.int64),
-        test_images=test_rows.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE),
-        test_labels=np.asarray(test_labels, np.int64), files=files)
+        root=Path(root), folder=folder, train_images=train_images,
+        train_labels=np.asarray(train_labels, np.int64), test_images=test_images,
+        test_labels=np.asarray(test_labels, np.int64),
+        files=[f"data_batch_{number}" for number in range(1, 6)] + ["test_batch", "batches.meta"])
 
 
 def write_cifar100(root: Path, num_train: int = 20, num_test: int = 10, seed: int = 1) -> CifarFixture:
-    """Write `root/cifar-100-python` (train, test, meta) as the official archive lays it out.
+    """Write `root/cifar-100-python` (train, test, meta) as the official archive lays it out, with
+    random images (bench/fake_formats.save_cifar100).
 
-    train and test hold "data" (N, 3072) uint8, "fine_labels", "coarse_labels", "batch_label"
-    and "filenames"; meta holds "fine_label_names" and "coarse_label_names". Coarse labels differ
-    from fine ones, so a loader that read the wrong list would be caught. The first train image
-    is `cifar_marker_row()`.
+    Coarse labels differ from fine ones, so a loader that read the wrong list would be caught. The
+    first train image is `cifar_marker_row()`, and the first two train labels are 99 and 0.
     """
     rng = np.random.default_rng(seed)
-    folder = Path(root) / CIFAR100_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for split, count in (("train", num_train), ("test", num_test)):
         rows = _cifar_rows(rng, count)
@@ -184,18 +163,8 @@ def write_cifar100(root: Path, num_train: int = 20, num_test: int = 10, seed: in
             rows[0] = cifar_marker_row()
             fine[0], fine[1] = 99, 0  # both ends of the range
         coarse = (fine + 1) % 20  # never equal to the fine label
-        _write_pickle(folder / split, {
-            "filenames": [f"{split}_{i}.png" for i in range(count)],
-            "batch_label": f"{split}ing batch 1 of 1",
-            "fine_labels": [int(x) for x in fine],
-            "coarse_labels": [int(x) for x in coarse],
-            "data": rows,
-        })
         arrays[split] = rows.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE), fine.astype(np.int64), coarse.astype(np.int64)
-    _write_pickle(folder / "meta", {
-        "fine_label_names": [f"fine_{i}" for i in range(100)],
-        "coarse_label_names": [f"coarse_{i}" for i in range(20)],
-    })
+    folder = save_cifar100(root, arrays, [f"fine_{i}" for i in range(100)], [f"coarse_{i}" for i in range(20)])
     return CifarFixture(
         root=Path(root), folder=folder,
         train_images=arrays["train"][0], train_labels=arrays["train"][1],
@@ -288,22 +257,9 @@ def write_medium_imagenet(path: Path, *, size: int = MEDIUM_IMAGENET_SIZE, count
     regular one (e.g. a wrong shape or a wrong number of labels). The returned fixture
     describes the regular data, not the replacements.
     """
-    import h5py
-
     images, labels = medium_imagenet_arrays(size, counts, seed)
-    replace = replace or {}
-    datasets = {}
-    for split, array in images.items():
-        datasets[f"images-{split}"] = np.ascontiguousarray(array.transpose(0, 2, 3, 1)) if channels_last else array
-    for split, array in labels.items():
-        datasets[f"labels-{split}"] = array
-    datasets.update(replace)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        for key, array in datasets.items():
-            if key not in omit:
-                f.create_dataset(key, data=array)
+    datasets = {**medium_imagenet_datasets(images, labels, channels_last), **(replace or {})}
+    path = save_hdf5(path, {key: array for key, array in datasets.items() if key not in omit})
     return MediumImageNetFixture(path, size, channels_last, images, labels)
 
 

@@ -122,7 +122,7 @@ def test_integers_are_accepted_for_float_keys_and_lists_for_tuples():
     (["TRAIN.OPTIMIZER.BETAS", "0.9"], "TRAIN.OPTIMIZER.BETAS expects a list"),
     (["TRAIN.LR"], "--opts takes KEY VALUE pairs"),
     (["TRAIN", "1"], "TRAIN is a section"),
-    (["WANDB.MODE", "sometimes"], "unknown WANDB.MODE 'sometimes'; choose one of: online, offline, disabled"),
+    (["WANDB.MODE", "sometimes"], "unknown WANDB.MODE 'sometimes'; choose one of: auto, online, offline, disabled"),
     (["MODEL.NAME", "resnet19"], "unknown MODEL.NAME 'resnet19'; did you mean resnet18? choose one of: alexnet,"),
     (["DATA.DATASET", "cifar"], "unknown DATA.DATASET 'cifar'; did you mean cifar10?"),
     (["SAVE.CHECKPOINTS", "all"], "unknown SAVE.CHECKPOINTS 'all'; choose one of: best_and_last, best, last, none"),

@@ -90,7 +90,8 @@ def reset_peak_memory(device: torch.device) -> None:
 def peak_memory(device: torch.device) -> dict[str, float]:
     """{"peak_memory_mb": GPU memory allocated at peak since the last reset} on CUDA, or
     {"peak_rss_mb": the process's peak resident memory} on CPU, which counts far more than the
-    model (Python, the libraries, the data), hence its own name."""
+    model (Python, the libraries, the data), hence its own name. The CPU's figure of what
+    peak_memory_mb counts, `peak_tensor_mb`, needs a profiler over steps: utils.tensor_memory."""
     if device.type == "cuda":
         return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

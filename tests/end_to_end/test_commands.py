@@ -17,7 +17,10 @@ COMMANDS = {
     "scripts/to_hdf5.py": ["--layout"],
     "scripts/show_augmentations.py": ["--cfg"],
     "bench/train.py": ["--models", "--batch-size"],
-    "bench/fake_cifar10.py": ["root", "benchmarks"],  # the whole first paragraph of its description
+    # Every format, the whole description, and the main.py command that trains on each format.
+    "bench/fake_data.py": ["cifar10", "cifar100", "medium-imagenet", "image-folder", "kaggle-csv", "faces",
+                           "the command that trains on what it wrote",
+                           "python main.py --cfg configs/recipes/face_arcface.yaml"],
 }
 
 # Runs each command as `python COMMAND --help` would (as __main__, with its own sys.argv and its

@@ -75,6 +75,8 @@ def test_a_quickstart_run_writes_its_pictures_tables_and_a_summary_naming_the_be
     predictions = pd.read_csv(folder / "val_predictions.csv")
     sample = predictions.iloc[grid_indices(len(predictions))]
     assert len(grid.axes) == 20
+    assert grid.get_suptitle() == "lenet_digits/run: lenet on digits | val predictions (red: wrong)"
+    assert figures["confusion.png"].get_suptitle() == "lenet_digits/run: lenet on digits | val confusion matrix"
     assert [axis.get_title() for axis in grid.axes] == [
         f"true: {row.true}\npred: {row.predicted}" for row in sample.itertuples()]
     assert len(predictions) == 359 and set(predictions.columns) == {"id", "true", "predicted", "confidence"}
@@ -90,12 +92,14 @@ def test_curves_are_redrawn_every_epoch_from_the_metrics(tmp_path, monkeypatch):
     drawn, titles = [], []
     real_curves = engine.tracking.curves_figure
     monkeypatch.setattr(engine.tracking, "curves_figure",
-                        lambda rows, title: drawn.append(len(rows)) or titles.append(title) or real_curves(rows, title))
+                        lambda rows, **labels: drawn.append(len(rows)) or titles.append(labels) or real_curves(rows, **labels))
     assert quickstart(tmp_path, epochs=3) == 0
     assert drawn == [1, 2, 3]
-    assert titles == ["lenet_digits/run: lenet on digits"] * 3  # the run, its model and its data set
+    # The run, its model and its data set; its train loss is the val loss; val acc@1 picks best.pth.
+    assert titles == [dict(title="lenet_digits/run: lenet on digits", train_loss="", select_metric="val_acc1")] * 3
     figure = evaluation.plots.curves_figure(read_metrics(tmp_path / "lenet_digits" / "run"))
-    assert [list(line.get_xdata()) for line in figure.axes[0].get_lines()] == [[1, 2, 3], [1, 2, 3]]
+    curves = [line for line in figure.axes[0].get_lines() if not line.get_label().startswith("best")]
+    assert [list(line.get_xdata()) for line in curves] == [[1, 2, 3], [1, 2, 3]]
 
 
 def interrupt_at_epoch(monkeypatch, interrupted_epoch):
@@ -211,8 +215,9 @@ def test_a_learning_rate_sweep_is_one_command_and_a_second_call_trains_nothing(t
     assert {name for run in os.listdir(runs) for name in os.listdir(runs / run) if name.endswith(".pth")} == {"best.pth"}
     first_figure = figures["compare.png"]
     assert [len(axis.get_lines()) for axis in first_figure.axes] == [4, 4, 4]
-    assert sorted(line.get_label() for line in first_figure.axes[0].get_lines()) == [
-        "TRAIN.LR=0.001", "TRAIN.LR=0.003", "TRAIN.LR=0.01", "TRAIN.LR=0.03"]
+    assert [text.get_text() for text in first_figure.legends[0].get_texts()] == [
+        "lr 1e-3", "lr 3e-3", "lr 0.01", "lr 0.03"]  # in the grid's order
+    assert first_figure.get_suptitle() == "lenet_digits-lr: lenet on digits"
     table = pd.read_csv(sweep_dir / "compare.csv")
     assert len(table) == 4 and sorted(table["TRAIN.LR"]) == [0.001, 0.003, 0.01, 0.03]
     assert set(table["status"]) == {"finished"}
@@ -267,7 +272,7 @@ def test_a_bad_grid_is_one_line_and_exit_2_before_any_run(tmp_path, capsys, grid
     assert not any(os.scandir(tmp_path))
 
 
-def test_compare_overlays_runs_from_several_folders_and_lists_a_run_without_metrics(tmp_path, capsys):
+def test_compare_overlays_runs_from_several_folders_and_lists_a_run_without_metrics(tmp_path, capsys, monkeypatch):
     assert quickstart(tmp_path / "a", "TRAIN.LR", "0.01", epochs=1) == 0
     assert quickstart(tmp_path / "b", "TRAIN.LR", "0.02", "DATA.BATCH_SIZE", "32", epochs=2) == 0
     empty = tmp_path / "c" / "lenet_digits" / "empty"
@@ -286,10 +291,40 @@ def test_compare_overlays_runs_from_several_folders_and_lists_a_run_without_metr
     assert list(table["status"]) == ["finished", "finished", "no metrics yet"]
     assert list(table["epochs"]) == [1, 2, 0]
     header, _, *rows, written = captured.out.splitlines()
-    assert [cell.strip() for cell in header.strip("|").split("|")][:5] == [
-        "run", "DATA.BATCH_SIZE", "TRAIN.EPOCHS", "TRAIN.LR", "status"]  # the differing keys, in config order
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [
+        "run", "label", "DATA.BATCH_SIZE", "TRAIN.EPOCHS", "TRAIN.LR", "status",  # what changed, in config order
+        "best_val_acc1", "best_epoch", "last_val_acc1", "best_train_acc1", "last_train_acc1", "epochs",  # how well
+        "train_time_s", "images_per_sec", "parameters", "peak_tensor_mb", "peak_rss_mb"]  # how long, and what it cost
     assert len(rows) == 3 and written.endswith("cmp.csv (3 runs)")
     assert out.exists()
+    assert list(table["label"]) == [f"bs 64, epochs 1, lr 0.01 ({os.path.join('a', 'lenet_digits', 'run')})",
+                                    "bs 32, epochs 2, lr 0.02",
+                                    f"bs 64, epochs 1, lr 0.01 ({os.path.join('c', 'lenet_digits', 'empty')})"]
+    for row, run in zip(table.to_dict("records"), (tmp_path / "a", tmp_path / "b")):
+        folder = run / "lenet_digits" / "run"
+        summary = json.loads((folder / "summary.json").read_text())
+        metrics = read_metrics(folder)
+        assert row["best_val_acc1"] == pytest.approx(summary["best_val_acc1"], rel=1e-3)
+        assert row["best_epoch"] == summary["best_epoch"]
+        assert row["last_val_acc1"] == pytest.approx(summary["last"]["val_acc1"], rel=1e-3)
+        assert row["best_train_acc1"] == pytest.approx(max(m["train_acc1"] for m in metrics), rel=1e-3)
+        assert row["last_train_acc1"] == pytest.approx(summary["last"]["train_acc1"], rel=1e-3)
+        assert row["train_time_s"] == pytest.approx(summary["train_time_s"], rel=1e-3)
+        assert row["images_per_sec"] == pytest.approx(summary["median_images_per_sec"], rel=1e-3)
+        assert row["parameters"] == summary["parameters"]
+        for memory in ("peak_tensor_mb", "peak_rss_mb"):
+            assert row[memory] == pytest.approx(summary[memory], rel=1e-3)
+
+    figures = capture_figures(monkeypatch, studies.compare)
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--x", "step", "--out", str(tmp_path / "steps.png")]) == 0
+    axis, = figures["steps.png"].axes
+    assert axis.get_xlabel() == "step"
+    steps_b = pd.read_csv(tmp_path / "b" / "lenet_digits" / "run" / "steps.csv")
+    raw = [line for line in axis.get_lines() if line.get_alpha() is not None]
+    assert list(raw[1].get_ydata()) == pytest.approx(list(steps_b["train_loss"]))
+    assert list(raw[1].get_xdata()) == list(steps_b["global_step"])
+    assert [text.get_text() for text in figures["steps.png"].legends[0].get_texts()] == [
+        "bs 64, epochs 1, lr 0.01", "bs 32, epochs 2, lr 0.02"]
 
 
 # --- throughput -------------------------------------------------------------------------------------
@@ -310,6 +345,12 @@ def test_throughput_on_cpu_writes_increasing_batch_sizes_with_and_without_the_lo
     assert list(table["batch_size"]) == [1, 2, 4]
     assert (table["loader_images_per_sec"] > 0).all() and (table["model_images_per_sec"] > 0).all()
     assert {"model_ms_per_step", "loader_ms_per_step", "peak_rss_mb"} <= set(table.columns)
+    # On CPU the memory column is the step's tensors (what a GPU's max_memory_allocated counts),
+    # growing with the batch; the whole process's RSS follows it as a second column.
+    assert list(table.columns).index("peak_tensor_mb") == list(table.columns).index("peak_rss_mb") - 1
+    assert (table["peak_tensor_mb"] > 0).all() and table["peak_tensor_mb"].is_monotonic_increasing
+    assert table["peak_tensor_mb"].iloc[-1] > table["peak_tensor_mb"].iloc[0]
+    assert (table["peak_rss_mb"] > table["peak_tensor_mb"]).all()
     assert sorted(os.listdir(folder)) == ["throughput.csv", "throughput.png"]
     assert "largest batch that fits: 4 (no out-of-memory" in capsys.readouterr().out
     assert titles == ["lenet on digits, 32 px | cpu, fp32"]  # the model, data, device and precision
@@ -360,7 +401,9 @@ def test_throughput_batch_sizes_must_be_positive_integers(capsys, flag, value):
 
 # --- LR range test ---------------------------------------------------------------------------------
 
-def test_lr_find_suggests_a_learning_rate_that_trains_the_quickstart_to_95_percent(tmp_path, capsys):
+def test_lr_find_suggests_a_learning_rate_that_trains_the_quickstart_to_95_percent(tmp_path, capsys, monkeypatch):
+    import studies.lr_finder
+    figures = capture_figures(monkeypatch, studies.lr_finder)
     assert main.main(["--cfg", QUICKSTART, "--output", str(tmp_path), "--device", "cpu", "--lr-find",
                       "--opts", *FAST]) == 0
     out = capsys.readouterr().out
@@ -369,6 +412,7 @@ def test_lr_find_suggests_a_learning_rate_that_trains_the_quickstart_to_95_perce
     (folder,) = os.listdir(tmp_path / "lenet_digits")
     assert folder.startswith("lr-find-")
     assert sorted(os.listdir(tmp_path / "lenet_digits" / folder)) == ["lr_find.csv", "lr_find.png"]
+    assert figures["lr_find.png"].axes[0].get_title() == f"lenet_digits/{folder}: lenet on digits | LR range test"
 
     assert main.main(["--cfg", QUICKSTART, "--output", str(tmp_path), "--tag", "found", "--device", "cpu",
                       "--opts", *FAST, "TRAIN.LR", str(suggestion)]) == 0

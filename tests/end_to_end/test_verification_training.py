@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import engine.tracking
 import main
 from config import get_config
 from data import build_loader
@@ -26,6 +27,7 @@ CLASSIFY = str(REPO / "configs" / "digits_verify_classify.yaml")
 ARCFACE = str(REPO / "configs" / "digits_verify_arcface.yaml")
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
 QUIET = ["WANDB.MODE", "disabled"]
+STAGE2_CURVES = []  # the figures stage 2 drew as its curves.png, in order
 
 
 def run(tmp_path: Path, cfg: str, tag: str, *opts: str, flags: tuple[str, ...] = ()) -> int:
@@ -49,8 +51,31 @@ def two_stages(tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("verify")
     assert run(out, CLASSIFY, "classify") == 0
     classify = out / "lenet_digits" / "classify"
-    assert run(out, ARCFACE, "arcface", "MODEL.PRETRAINED", str(classify / "best.pth")) == 0
+    real_curves = engine.tracking.curves_figure
+    with pytest.MonkeyPatch.context() as patch:  # keep stage 2's last curves.png as a Figure
+        patch.setattr(engine.tracking, "curves_figure",
+                      lambda *args, **labels: STAGE2_CURVES.append(real_curves(*args, **labels)) or STAGE2_CURVES[-1])
+        assert run(out, ARCFACE, "arcface", "MODEL.PRETRAINED", str(classify / "best.pth")) == 0
     return classify, out / "lenet_digits" / "arcface"
+
+
+def test_an_arcface_runs_curves_draw_its_two_losses_apart_and_mark_the_best_verify_auc(two_stages):
+    _, arcface = two_stages
+    figure, rows = STAGE2_CURVES[-1], metrics_of(arcface)
+    train_loss, val_loss, accuracy, verification = figure.axes
+    assert train_loss.get_ylabel() == "train loss (arcface)" and val_loss.get_ylabel() == "val loss (cross-entropy)"
+    assert list(train_loss.get_lines()[0].get_ydata()) == [row["train_loss"] for row in rows]
+    assert list(val_loss.get_lines()[0].get_ydata()) == [row["val_loss"] for row in rows]
+    assert accuracy.get_ylabel() == "acc@1 (%)" and verification.get_ylabel() == "verification AUC, EER"
+    auc = [line for line in verification.get_lines() if line.get_label() == "AUC"][0]
+    assert list(auc.get_ydata()) == [row["verify_auc"] for row in rows]
+    summary = json.loads((arcface / "summary.json").read_text())
+    best = max(rows, key=lambda row: row["verify_auc"])  # the first epoch of the best AUC, as best.pth
+    star = [line for line in verification.get_lines() if line.get_marker() == "*"][0]
+    assert list(star.get_xdata()) == [best["epoch"] + 1] and list(star.get_ydata()) == [best["verify_auc"]]
+    assert summary["best_verify_auc"] == pytest.approx(best["verify_auc"])
+    for axis in figure.axes:
+        assert f"best.pth (epoch {best['epoch'] + 1})" in [text.get_text() for text in axis.get_legend().get_texts()]
 
 
 def test_digits_with_7_to_9_held_out_verify_unseen_digits_after_classification_then_arcface(two_stages):
@@ -223,7 +248,8 @@ def test_offline_wandb_gets_the_verification_metrics_and_the_roc_curve_every_epo
                       "WANDB.MODE", "offline", "DATA.HOLDOUT_CLASSES", "[8, 9]", "TEST.VERIFY_NUM_PAIRS", "200",
                       "TRAIN.EPOCHS", "2", "TRAIN.MAX_STEPS_PER_EPOCH", "3"]) == 0
     (offline,) = (tmp_path / "lenet_digits" / "wandb" / "wandb").glob("offline-run-*")
-    assert len(list(offline.glob("files/media/images/roc_*.png"))) == 2
+    # One ROC per epoch, and the end of the run's, from the weights its report used.
+    assert len(list(offline.glob("files/media/images/roc_*.png"))) == 3
     assert {"verify_auc", "verify_eer", "verify_tar"} <= set(metrics_of(tmp_path / "lenet_digits" / "wandb")[-1])
 
 

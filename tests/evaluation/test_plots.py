@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from evaluation.plots import (MAX_ANNOTATED_CLASSES, MAX_LABELLED_CLASSES, RIGHT_COLOR, WRONG_COLOR, comparison_figure,
+from evaluation.plots import (MAX_ANNOTATED_CLASSES, MAX_LABELLED_CLASSES, RIGHT_COLOR, WRONG_COLOR, best_epoch,
                               confusion_figure, curves_figure, lr_find_figure, predictions_figure, save_figure,
                               throughput_figure)
 
@@ -22,6 +22,11 @@ def metrics_rows(epochs=3, **extra):
 
 def legend_texts(axis):
     return [text.get_text() for text in axis.get_legend().get_texts()]
+
+
+def data_lines(axis):
+    """The metric curves of an axis, without the best-epoch line and star."""
+    return [line for line in axis.get_lines() if not line.get_label().startswith("best")]
 
 
 def tick_texts(labels):
@@ -59,14 +64,14 @@ def test_curves_figure_has_a_loss_and_an_accuracy_axis_each_with_train_and_val_l
     assert isinstance(figure, Figure)
     loss_axis, acc_axis = figure.axes
     for axis, name in ((loss_axis, "loss"), (acc_axis, "acc1")):
-        train, val = axis.get_lines()
-        assert legend_texts(axis) == ["train", "val"]
+        train, val = data_lines(axis)
+        assert legend_texts(axis)[:2] == ["train", "val"]
         assert list(train.get_xdata()) == [1, 2, 3]
         assert list(val.get_xdata()) == [1, 2, 3]
         assert list(train.get_ydata()) == [row[f"train_{name}"] for row in rows]
         assert list(val.get_ydata()) == [row[f"val_{name}"] for row in rows]
         assert axis.get_xlabel() == "epoch"
-    assert loss_axis.get_ylabel() == "loss"
+    assert loss_axis.get_ylabel() == "loss (cross-entropy)"
     assert acc_axis.get_ylabel() == "acc@1 (%)"
 
 
@@ -140,35 +145,6 @@ def test_confusion_figure_leaves_out_the_class_names_above_max_labelled_classes(
     assert labels and not any(label.startswith("c") for label in labels)
 
 
-# --- comparison_figure ----------------------------------------------------------------------------
-
-def test_comparison_figure_has_one_axis_per_metric_and_one_line_per_run():
-    curves = {"TRAIN.LR=0.1": metrics_rows(3), "TRAIN.LR=0.01": metrics_rows(2)}
-    figure = comparison_figure(curves, ["val_loss", "val_acc1"])
-    assert isinstance(figure, Figure)
-    assert [axis.get_ylabel() for axis in figure.axes] == ["val_loss", "val_acc1"]
-    for axis in figure.axes:
-        assert legend_texts(axis) == ["TRAIN.LR=0.1", "TRAIN.LR=0.01"]
-        assert [list(line.get_xdata()) for line in axis.get_lines()] == [[1, 2, 3], [1, 2]]
-    assert list(figure.axes[1].get_lines()[0].get_ydata()) == [25.0, 35.0, 45.0]
-
-
-def test_comparison_figure_skips_a_run_in_the_axis_of_a_metric_it_lacks():
-    with_memory = metrics_rows(2, peak_rss_mb=100.0)
-    curves = {"with": with_memory, "without": metrics_rows(2)}
-    figure = comparison_figure(curves, ["val_loss", "peak_rss_mb"])
-    loss_axis, memory_axis = figure.axes
-    assert legend_texts(loss_axis) == ["with", "without"]
-    assert legend_texts(memory_axis) == ["with"]
-    assert list(memory_axis.get_lines()[0].get_ydata()) == [100.0, 100.0]
-
-
-def test_comparison_figure_with_one_metric_has_one_axis():
-    figure = comparison_figure({"run": metrics_rows(2)}, ["train_loss"])
-    assert len(figure.axes) == 1
-    assert figure.axes[0].get_ylabel() == "train_loss"
-
-
 # --- throughput_figure ----------------------------------------------------------------------------
 
 def test_throughput_figure_plots_loader_and_model_images_per_second_on_a_log2_batch_size_axis():
@@ -233,8 +209,49 @@ def test_curves_figure_adds_the_ema_and_swa_val_lines_where_the_rows_have_them()
         row.update(val_loss_ema=row["val_loss"] / 2, val_acc1_ema=row["val_acc1"] + 1)
     rows[-1].update(val_loss_swa=0.1, val_acc1_swa=99.0)
     loss_axis, acc_axis = curves_figure(rows).axes
-    assert legend_texts(acc_axis) == ["train", "val", "val (EMA)", "val (SWA)"]
-    _, _, ema, swa = acc_axis.get_lines()
+    assert legend_texts(acc_axis)[:4] == ["train", "val", "val (EMA)", "val (SWA)"]
+    _, _, ema, swa = data_lines(acc_axis)
     assert list(ema.get_xdata()) == [1, 2, 3] and list(ema.get_ydata()) == [row["val_acc1"] + 1 for row in rows]
     assert list(swa.get_xdata()) == [3] and list(swa.get_ydata()) == [99.0]
-    assert loss_axis.get_ylabel() == "loss" and acc_axis.get_ylabel() == "acc@1 (%)"
+    assert loss_axis.get_ylabel() == "loss (cross-entropy)" and acc_axis.get_ylabel() == "acc@1 (%)"
+    assert legend_texts(acc_axis)[4:] == ["best.pth (epoch 3)", "best val acc1 99"]  # the SWA weights won
+
+
+def test_curves_figure_gives_a_train_loss_that_is_not_the_val_loss_its_own_labelled_graph():
+    rows = [dict(row, train_loss=37.0 - 10 * row["epoch"], val_loss=0.1 + 0.01 * row["epoch"]) for row in metrics_rows()]
+    train_axis, val_axis, acc_axis = curves_figure(rows, train_loss="arcface").axes
+    assert train_axis.get_ylabel() == "train loss (arcface)" and val_axis.get_ylabel() == "val loss (cross-entropy)"
+    assert [list(line.get_ydata()) for line in data_lines(train_axis)] == [[37.0, 27.0, 17.0]]
+    assert [list(line.get_ydata()) for line in data_lines(val_axis)] == [[row["val_loss"] for row in rows]]
+    assert acc_axis.get_ylabel() == "acc@1 (%)"
+
+
+def test_curves_figure_draws_verification_and_marks_the_epoch_best_pth_came_from():
+    rows = metrics_rows(epochs=4)
+    for row, auc, eer in zip(rows, (0.80, 0.90, 0.95, 0.93), (0.30, 0.20, 0.10, 0.12)):
+        row.update(verify_auc=auc, verify_eer=eer)
+    figure = curves_figure(rows, select_metric="verify_auc")
+    verify_axis = figure.axes[-1]
+    assert verify_axis.get_ylabel() == "verification AUC, EER"
+    auc, eer = data_lines(verify_axis)
+    assert list(auc.get_ydata()) == [0.80, 0.90, 0.95, 0.93] and list(eer.get_ydata()) == [0.30, 0.20, 0.10, 0.12]
+    assert legend_texts(verify_axis) == ["AUC", "EER", "best.pth (epoch 3)", "best verify auc 0.95"]
+    star = [line for line in verify_axis.get_lines() if line.get_marker() == "*"][0]
+    assert list(star.get_xdata()) == [3] and list(star.get_ydata()) == [0.95]
+    for axis in figure.axes:  # the best epoch is marked in every graph
+        assert "best.pth (epoch 3)" in legend_texts(axis)
+
+
+def test_best_epoch_follows_the_select_metric_and_takes_the_first_of_a_tie():
+    rows = [{"epoch": 0, "val_acc1": 50.0, "verify_eer": 0.2}, {"epoch": 1, "val_acc1": 60.0, "verify_eer": 0.1},
+            {"epoch": 2, "val_acc1": 60.0, "val_acc1_ema": 55.0, "verify_eer": 0.15}]
+    assert best_epoch(rows, "val_acc1") == (2, 60.0)
+    assert best_epoch(rows, "verify_eer") == (2, 0.1)
+    assert best_epoch(rows, "verify_auc") is None
+
+
+def test_curves_figure_keeps_an_accuracy_axis_at_least_one_point_tall():
+    rows = [{"epoch": epoch, "train_loss": 1.0, "val_loss": 1.0, "train_acc1": 99.99, "val_acc1": 99.995}
+            for epoch in range(3)]
+    bottom, top = curves_figure(rows).axes[1].get_ylim()
+    assert top - bottom >= 1.0

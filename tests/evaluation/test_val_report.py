@@ -107,9 +107,9 @@ def test_the_prediction_grid_shows_the_grid_indices_with_their_true_and_predicte
     drawn = {}
     real_predictions_figure = evaluation.val_report.predictions_figure
 
-    def record(images, true_names, predicted_names, columns=5):
-        drawn.update(images=images, true=list(true_names), predicted=list(predicted_names))
-        return real_predictions_figure(images, true_names, predicted_names, columns)
+    def record(images, true_names, predicted_names, columns=5, title=""):
+        drawn.update(images=images, true=list(true_names), predicted=list(predicted_names), title=title)
+        return real_predictions_figure(images, true_names, predicted_names, columns, title)
 
     monkeypatch.setattr(evaluation.val_report, "predictions_figure", record)
     monkeypatch.setattr(evaluation.val_report, "save_figure", lambda figure, path: None)
@@ -127,9 +127,9 @@ def test_the_confusion_matrix_counts_true_classes_in_rows_and_predictions_in_col
     matrices = []
     real_confusion_figure = evaluation.val_report.confusion_figure
 
-    def record(matrix, class_names):
+    def record(matrix, class_names, title=""):
         matrices.append(matrix)
-        return real_confusion_figure(matrix, class_names)
+        return real_confusion_figure(matrix, class_names, title)
 
     monkeypatch.setattr(evaluation.val_report, "confusion_figure", record)
     monkeypatch.setattr(evaluation.val_report, "save_figure", lambda figure, path: None)

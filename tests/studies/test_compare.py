@@ -136,13 +136,13 @@ def test_differing_keys_of_identical_runs_is_empty(tmp_path):
 
 def test_run_label_names_the_differing_keys_and_their_values(tmp_path):
     record = load_run(str(write_run(tmp_path / "run", lr=0.001)))
-    assert run_label(record, ["TRAIN.LR"]) == "TRAIN.LR=0.001"
-    assert run_label(record, ["TRAIN.LR", "DATA.BATCH_SIZE"]) == "TRAIN.LR=0.001, DATA.BATCH_SIZE=32"
+    assert run_label(record, ["TRAIN.LR"]) == "lr 1e-3"
+    assert run_label(record, ["TRAIN.LR", "DATA.BATCH_SIZE", "MODEL.NAME"]) == "lenet, lr 1e-3, bs 32"
 
 
 def test_run_label_shows_a_blank_value_as_none():
     record = RunRecord("run", config={"AUG.RAND_AUGMENT": "", "TRAIN.LR": 0.001})
-    assert run_label(record, ["AUG.RAND_AUGMENT", "TRAIN.LR"]) == "AUG.RAND_AUGMENT=none, TRAIN.LR=0.001"
+    assert run_label(record, ["AUG.RAND_AUGMENT", "TRAIN.LR"]) == "randaug none, lr 1e-3"
 
 
 def test_run_label_is_the_folder_name_when_no_key_tells_runs_apart(tmp_path):
@@ -167,7 +167,8 @@ def test_compare_runs_writes_the_picture_and_a_csv_beside_it_with_one_row_per_ru
     assert written["best_val_acc1"].tolist() == [40.0, 40.0]
     assert written["best_epoch"].tolist() == [3, 1]
     assert written["epochs"].tolist() == [3, 2]
-    assert written["epoch_time_s"].tolist() == [11.0, 10.5]
+    assert written["label"].tolist() == ["epochs 3, lr 0.1", "epochs 2, lr 1e-3"]
+    assert written["train_time_s"].tolist() == [33.0, 21.0]
     assert written["images_per_sec"].tolist() == [200.0, 150.0]
     assert written["parameters"].tolist() == [1000, 1000]
     assert written["peak_rss_mb"].tolist() == [502.0, 501.0]
@@ -182,8 +183,7 @@ def test_compare_runs_draws_one_curve_per_run_labelled_by_the_differing_keys(tmp
     write_run(tmp_path / "b", lr=0.01)
     records, _ = find_runs([str(tmp_path)])
     compare_runs(records, ["val_acc1"], str(tmp_path / "compare.png"))
-    axis, = figures[0].axes
-    assert [text.get_text() for text in axis.get_legend().get_texts()] == ["TRAIN.LR=0.001", "TRAIN.LR=0.01"]
+    assert [text.get_text() for text in figures[0].legends[0].get_texts()] == ["lr 1e-3", "lr 0.01"]
 
 
 def test_compare_runs_tells_runs_with_the_same_label_apart_by_their_folders(tmp_path, monkeypatch):
@@ -193,8 +193,8 @@ def test_compare_runs_tells_runs_with_the_same_label_apart_by_their_folders(tmp_
         write_run(tmp_path / name, lr=lr)
     records, _ = find_runs([str(tmp_path)])
     compare_runs(records, ["val_acc1"], str(tmp_path / "compare.png"))
-    labels = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
-    assert labels == ["TRAIN.LR=0.001 (first)", "TRAIN.LR=0.001 (second)", "TRAIN.LR=0.01"]
+    labels = [text.get_text() for text in figures[0].legends[0].get_texts()]
+    assert labels == ["lr 1e-3 (first)", "lr 1e-3 (second)", "lr 0.01"]
 
 
 def test_compare_runs_draws_every_run_even_when_two_share_their_label_and_folder_name(tmp_path, monkeypatch):
@@ -206,7 +206,7 @@ def test_compare_runs_draws_every_run_even_when_two_share_their_label_and_folder
     table = compare_runs(records, ["val_acc1"], str(tmp_path / "compare.png"))
     assert len(table) == 2
     assert len(figures[0].axes[0].get_lines()) == 2
-    labels = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
+    labels = [text.get_text() for text in figures[0].legends[0].get_texts()]
     assert labels == ["run (machine_a/lenet_digits/run)", "run (machine_b/lenet_digits/run)"]
 
 
@@ -220,7 +220,7 @@ def test_a_run_without_metrics_yet_gets_a_table_row_and_no_curve(tmp_path, monke
     assert table["status"].tolist() == ["finished", "no metrics yet"]
     assert table["epochs"].tolist() == [3, 0]
     assert pd.isna(table["best_val_acc1"].iloc[1]) and pd.isna(table["images_per_sec"].iloc[1])
-    assert [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()] == ["TRAIN.LR=0.1"]
+    assert [text.get_text() for text in figures[0].legends[0].get_texts()] == ["lr 0.1"]
 
 
 def test_compare_runs_of_runs_that_all_lack_metrics_does_not_crash(tmp_path):
@@ -268,8 +268,9 @@ def test_compare_script_prints_a_markdown_table_and_writes_compare_png_and_csv_i
     assert compare_script.main([str(tmp_path / "sweep")]) == 0
     out = capsys.readouterr().out
     cells = markdown_cells(out.split("\nwrote ")[0])
-    assert cells[0][:3] == ["run", "TRAIN.LR", "status"]
-    assert [row[:3] for row in cells[1:]] == [["lr_a", "0.001", "finished"], ["lr_b", "0.01", "finished"]]
+    assert cells[0][:4] == ["run", "label", "TRAIN.LR", "status"]
+    assert [row[:4] for row in cells[1:]] == [["lr_a", "lr 1e-3", "0.001", "finished"],
+                                              ["lr_b", "lr 0.01", "0.01", "finished"]]
     assert out.splitlines()[-1] == (f"wrote {tmp_path / 'sweep' / 'compare.png'} and "
                                     f"{tmp_path / 'sweep' / 'compare'}.csv (2 runs)")
     assert (tmp_path / "sweep" / "compare.png").read_bytes()[:8] == PNG_MAGIC
@@ -316,3 +317,46 @@ def test_a_run_whose_config_yaml_is_damaged_is_listed_without_its_keys(tmp_path,
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "val_acc1": 50.0}) + "\n")
     record = load_run(str(run))
     assert record.config == {} and [row["val_acc1"] for row in record.rows] == [50.0]
+
+
+# --- the figure's title ---------------------------------------------------------------------------
+
+def test_the_comparison_is_titled_with_its_name_models_data_and_subsets(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(studies.compare, "save_figure", lambda figure, path: figures.append(figure))
+    write_run(tmp_path / "a", MODEL={"NAME": "lenet"}, DATA={"DATASET": "digits"})
+    write_run(tmp_path / "b", MODEL={"NAME": "alexnet"}, DATA={"DATASET": "digits"})
+    records, _ = find_runs([str(tmp_path)])
+    compare_runs(records, ["val_acc1"], str(tmp_path / "compare.png"), name="models")
+    assert figures[-1].get_suptitle() == "models: lenet vs alexnet on digits"
+    for record in records:
+        record.summary["subsets"] = {"val": [200, 1000]}
+    compare_runs(records, ["val_acc1"], str(tmp_path / "compare.png"), name="models")
+    assert figures[-1].get_suptitle() == "models: lenet vs alexnet on digits (val subset 200/1,000)"
+
+
+def test_a_run_whose_loss_blew_up_is_diverged_in_the_table_and_the_legend(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(studies.compare, "save_figure", lambda figure, path: figures.append(figure))
+    write_run(tmp_path / "calm", lr=1e-3)
+    rows = metrics_rows(3)
+    for row, loss in zip(rows, (2.2, 9.5, 33.8)):
+        row["train_loss"] = loss
+    write_run(tmp_path / "wild", lr=3e-3, rows=rows)
+    nan_rows = metrics_rows(2)
+    nan_rows[1]["train_loss"] = float("nan")
+    write_run(tmp_path / "wild_nan", lr=1e-2, rows=nan_rows)
+    records, _ = find_runs([str(tmp_path)])
+    table = compare_runs(records, ["train_loss"], str(tmp_path / "compare.png"))
+    assert table["status"].tolist() == ["finished", "diverged", "diverged"]
+    assert [text.get_text() for text in figures[0].legends[0].get_texts()] == [
+        "lr 1e-3", "lr 3e-3 (diverged)", "lr 0.01 (diverged)"]
+    assert figures[0].axes[0].get_ylim()[1] < 2.2  # from the calm run's 1.4 .. 2.0
+
+
+def test_a_run_the_nan_guard_stopped_is_diverged_not_failed(tmp_path):
+    run = write_run(tmp_path / "run", summary=False)
+    write_summary(str(run), summarize(metrics_rows(3), "failed", 3, 1000, None, {}, error=(
+        "UserError: the loss was NaN or Inf for 10 updates in a row (epoch 3, batch 5 of 6), so the run stopped")))
+    records, _ = find_runs([str(tmp_path)])
+    assert studies.compare.table_status(records[0]) == "diverged"

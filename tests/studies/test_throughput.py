@@ -57,10 +57,10 @@ def test_scan_gives_one_row_per_batch_size_with_positive_speeds_and_cpu_memory()
     assert [row["batch_size"] for row in result.rows] == [1, 2, 4]
     for row in result.rows:
         assert set(row) == {"batch_size", "model_images_per_sec", "model_ms_per_step", "loader_images_per_sec",
-                            "loader_ms_per_step", "peak_rss_mb"}
+                            "loader_ms_per_step", "peak_tensor_mb", "peak_rss_mb"}
         assert row["model_images_per_sec"] > 0 and row["loader_images_per_sec"] > 0
         assert row["model_ms_per_step"] > 0 and row["loader_ms_per_step"] > 0
-        assert row["peak_rss_mb"] > 0
+        assert row["peak_rss_mb"] > row["peak_tensor_mb"] > 0
         assert row["model_images_per_sec"] == pytest.approx(1000 * row["batch_size"] / row["model_ms_per_step"])
     assert (result.largest_fit, result.out_of_memory_at) == (4, None)
 

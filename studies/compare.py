@@ -6,6 +6,7 @@ one row per run that holds the numbers the homework asks for.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ DEFAULT_METRICS = ("train_loss", "val_loss", "val_acc1")
 STEP_METRICS = ("train_loss",)
 # Table columns that count things, written as whole numbers.
 INTEGER_COLUMNS = ("best_epoch", "epochs", "parameters")
-# A run whose last train loss is this many times the lowest it reached has diverged.
+# A cross-entropy train loss this many times what guessing scores (ln of the class count), or a
+# last one this many times the lowest it reached and above guessing, has diverged.
 DIVERGED_RISE = 2.0
 # Keys that name where and how a run was kept, not what it trained: never used to tell runs apart.
 BOOKKEEPING_KEYS = frozenset({
@@ -45,6 +47,7 @@ class RunRecord:
     rows: list[dict] = field(default_factory=list)
     summary: dict | None = None
     status_override: str | None = None  # e.g. a sweep's "failed (exit 2)" for a run that wrote nothing
+    num_classes: int | None = None  # from classes.json: what guessing would score
 
     @property
     def status(self) -> str:
@@ -68,6 +71,12 @@ def load_run(run_dir: str) -> RunRecord:
         pass
     record.rows = read_metrics(run_dir)
     record.summary = read_summary(run_dir)
+    try:
+        with open(os.path.join(run_dir, "classes.json"), encoding="utf-8") as f:
+            classes = json.load(f)
+        record.num_classes = len(classes) if isinstance(classes, list) and classes else None
+    except (OSError, ValueError):  # no classes.json yet, or a damaged one: chance level unknown
+        pass
     return record
 
 
@@ -108,16 +117,21 @@ def run_label(record: RunRecord, keys: Sequence[str]) -> str:
 
 
 def has_diverged(record: RunRecord) -> bool:
-    """Whether the run's loss blew up: the NaN/Inf guard stopped it (TRAIN.MAX_NONFINITE), an
-    epoch's train loss is NaN or Inf, or its last epoch's train loss is more than DIVERGED_RISE
-    times the lowest it reached."""
+    """Whether the run's loss blew up: the NaN/Inf guard stopped it (TRAIN.MAX_NONFINITE), or an
+    epoch's train loss is NaN or Inf. For a cross-entropy train loss (TRAIN.LOSS ce, with or
+    without smoothing and mixing), also when an epoch's train loss was more than DIVERGED_RISE
+    times what guessing scores (ln of the class count: confidently wrong), or when it ended above
+    guessing after having come down (it learned, then lost it)."""
     summary = record.summary or {}
     if summary.get("status") == "failed" and "NaN or Inf" in str(summary.get("error", "")):
         return True
     losses = [row["train_loss"] for row in record.rows if isinstance(row.get("train_loss"), (int, float))]
     if any(not math.isfinite(loss) for loss in losses):
         return True
-    return len(losses) >= 2 and losses[-1] > DIVERGED_RISE * min(losses)
+    if not losses or not record.num_classes or record.num_classes < 2 or record.config.get("TRAIN.LOSS", "ce") != "ce":
+        return False
+    guessing = math.log(record.num_classes)
+    return max(losses) > DIVERGED_RISE * guessing or (losses[-1] > guessing and losses[-1] > DIVERGED_RISE * min(losses))
 
 
 def table_status(record: RunRecord) -> str:

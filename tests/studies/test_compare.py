@@ -346,12 +346,26 @@ def test_a_run_whose_loss_blew_up_is_diverged_in_the_table_and_the_legend(tmp_pa
     nan_rows = metrics_rows(2)
     nan_rows[1]["train_loss"] = float("nan")
     write_run(tmp_path / "wild_nan", lr=1e-2, rows=nan_rows)
+    stuck = [dict(row, train_loss=2.31) for row in metrics_rows(3)]  # at guessing, ln 10 = 2.30: not learning
+    write_run(tmp_path / "x_stuck", lr=0.3, rows=stuck)
+    relapsed = [dict(row, train_loss=loss) for row, loss in zip(metrics_rows(3), (2.0, 0.4, 2.5))]
+    write_run(tmp_path / "y_relapsed", lr=0.1, rows=relapsed)
+    for run in ("calm", "wild", "x_stuck", "y_relapsed"):
+        (tmp_path / run / "classes.json").write_text(json.dumps([str(digit) for digit in range(10)]))
     records, _ = find_runs([str(tmp_path)])
     table = compare_runs(records, ["train_loss"], str(tmp_path / "compare.png"))
-    assert table["status"].tolist() == ["finished", "diverged", "diverged"]
+    assert table["status"].tolist() == ["finished", "diverged", "diverged", "finished", "diverged"]
     assert [text.get_text() for text in figures[0].legends[0].get_texts()] == [
-        "lr 1e-3", "lr 3e-3 (diverged)", "lr 0.01 (diverged)"]
-    assert figures[0].axes[0].get_ylim()[1] < 2.2  # from the calm run's 1.4 .. 2.0
+        "lr 1e-3", "lr 3e-3 (diverged)", "lr 0.01 (diverged)", "lr 0.3", "lr 0.1 (diverged)"]
+    assert figures[0].axes[0].get_ylim()[1] < 2.5  # from the runs that did not diverge: 1.4 .. 2.31
+
+
+def test_a_metric_loss_is_not_judged_against_guessing(tmp_path):
+    rows = [dict(row, train_loss=loss) for row, loss in zip(metrics_rows(3), (37.0, 20.0, 2.0))]
+    run = write_run(tmp_path / "arcface", rows=rows, TRAIN={"LR": 1e-3, "EPOCHS": 3, "LOSS": "arcface"})
+    (run / "classes.json").write_text(json.dumps(["a", "b", "c"]))
+    records, _ = find_runs([str(tmp_path)])
+    assert records[0].num_classes == 3 and studies.compare.table_status(records[0]) == "finished"
 
 
 def test_a_run_the_nan_guard_stopped_is_diverged_not_failed(tmp_path):

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from evaluation.plot_axes import (CLIPPED_MARKER, clipped, ema, finite, is_loss, legend_below, loss_limits, min_span,
-                                  widen_to)
+                                  use_log_scale, widen_to)
 
 # Width of one graph, and the height of the graphs (the legend adds its own height below them).
 GRAPH_WIDTH = 6.0
@@ -61,7 +61,7 @@ def draw_series(axis: Axes, metric: str, series: Sequence[Series], marker: str |
     if is_loss(metric) and len(finite(kept)):
         bottom, top, log = loss_limits(kept)
         if log:
-            axis.set_yscale("log")
+            use_log_scale(axis)
         axis.set_ylim(bottom, top)
     for line in series:
         y, clipped_at = clipped(line.y, top) if top is not None else (list(line.y), [])

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
+from matplotlib.ticker import FuncFormatter
 
 # The smallest y range an axis shows, by what the metric counts: accuracies are percentages, so one
 # point of accuracy; verification's AUC and EER are fractions, so 0.01.
@@ -18,11 +19,29 @@ MIN_PERCENT_SPAN = 1.0
 MIN_FRACTION_SPAN = 0.01
 # A loss axis turns logarithmic when its kept values span more than this ratio (a decade).
 LOG_SCALE_RATIO = 10.0
+# A log axis spanning less than this ratio also labels its 2x and 5x ticks.
+LABEL_MINOR_BELOW_RATIO = 1000.0
 # Share of the kept range added above and below it, as matplotlib's own margins do.
 MARGIN = 0.05
 # A diverged run's points beyond the axis are drawn on its edge with this marker.
 CLIPPED_MARKER = "^"
 LEGEND_FONT_SIZE = 8
+
+
+def use_log_scale(axis: Axes) -> None:
+    """A logarithmic y axis labelled in plain numbers (0.3, 2, 1e-05), not mathtext's 2x10^0, whose
+    font lookups write warnings into a run's log."""
+    axis.set_yscale("log")
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+    def minor_label(value: float, _) -> str:
+        # Over a decade or two, powers of ten alone leave one or two labels: add 2x and 5x.
+        bottom, top = axis.get_ylim()
+        if value <= 0 or bottom <= 0 or top / bottom > LABEL_MINOR_BELOW_RATIO:
+            return ""
+        mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+        return f"{value:g}" if round(mantissa) in (2, 5) else ""
+    axis.yaxis.set_minor_formatter(FuncFormatter(minor_label))
 
 
 def is_loss(metric: str) -> bool:

@@ -126,6 +126,16 @@ def test_loss_axes_turn_logarithmic_when_the_kept_runs_span_more_than_a_decade()
     assert bottom < 0.01 * 1.0 and top > 2.0
 
 
+def test_log_axes_are_labelled_in_plain_numbers_with_2x_and_5x_over_a_decade_or_two():
+    curves = {"run": [{"epoch": epoch, "train_loss": loss} for epoch, loss in enumerate((2.3, 1.0, 0.5, 0.2))]}
+    axis = comparison_figure(curves, ["train_loss"]).axes[0]
+    rendered(axis.figure)
+    assert axis.get_yscale() == "log"
+    labels = [label.get_text() for label in axis.get_yticklabels() + axis.get_yticklabels(minor=True)]
+    assert not any("$" in label for label in labels)  # no mathtext: its font lookups warn into the log
+    assert {"0.2", "0.5", "1", "2"} <= set(labels)
+
+
 def test_an_accuracy_axis_spans_at_least_one_point():
     curves = {"a": [{"epoch": 0, "val_acc1": 50.0}, {"epoch": 1, "val_acc1": 50.004}],
               "b": [{"epoch": 0, "val_acc1": 50.002}, {"epoch": 1, "val_acc1": 50.001}]}

@@ -89,6 +89,14 @@ _C.DATA.SKIP_BAD_IMAGES = False
 _C.DATA.MAX_IMAGE_PIXELS = 89_478_485
 # Fraction of the train split held out as val (chosen from SEED); 0 validates on the test split.
 _C.DATA.VAL_SPLIT = 0.0
+# K-fold cross-validation: cut the train split (after HOLDOUT_CLASSES) into FOLDS stratified folds
+# from SEED, the same folds for every run of one SEED, and validate on fold FOLD (0-based) while
+# training on the others (before TRAIN_SUBSET); the folds' val_probs.csv are then the out-of-fold
+# predictions (scripts/folds.py assembles them). The run folder's name ends in -fold<FOLD>.
+# FOLDS 0 is off; otherwise 2 or more.
+_C.DATA.FOLDS = 0
+# The fold that validates, in [0, DATA.FOLDS); see DATA.FOLDS.
+_C.DATA.FOLD = 0
 # Train on part of the train split, chosen from SEED: a fraction in (0, 1), or a count of images
 # (a whole number >= 1); 0 uses all of it. For studies of many short runs.
 _C.DATA.TRAIN_SUBSET = 0.0
@@ -377,14 +385,30 @@ _C.TEST.SHUFFLE = False
 _C.TEST.TTA = "none"
 # Apply TEST.TTA in the per-epoch val pass too: V times its compute, and best.pth is chosen on TTA acc@1.
 _C.TEST.TTA_VAL = False
+# Temperature T that divides the log-probabilities (after TTA) before the softmax of the saved
+# probabilities (val_probs.csv, test_probs.csv) and of the probs and topk submissions; the argmax
+# labels stay as they are. 1 leaves them as the model gives them; a positive number such as 1.5
+# softens them (> 1) or sharpens them (< 1); auto fits T on the val split at the end of the run
+# (and at --eval / --predict), by LBFGS on the NLL (Guo et al. 2017), and logs it. Text, since
+# it holds a number or auto.
+_C.TEST.TEMPERATURE = "1"
 # Verification pairs drawn (SEED; half of the same class) every epoch from the held-out classes
 # (DATA.HOLDOUT_CLASSES), else from the val split, and scored as ROC AUC, EER, TAR at
 # VERIFY_FAR and best-threshold accuracy (verify_* metrics, roc.png). 0 draws none.
 _C.TEST.VERIFY_NUM_PAIRS = 0
 # The false accept rate that verify_tar (the true accept rate) is read at.
 _C.TEST.VERIFY_FAR = 1e-3
+# Competition metrics scored on val every epoch beside acc@1 and acc@5, from every image's class
+# probabilities (after TEST.TTA with TTA_VAL), e.g. ["macro_f1", "log_loss"]: macro_f1 (scikit-learn's
+# macro-averaged F1, 0 to 1), log_loss (scikit-learn's, over every class), top_k_accuracy (in %,
+# k = TEST.TOP_K) and ece (expected calibration error over 15 equal-width confidence bins, 0 to 1).
+# Each is logged, recorded as val_<name> in metrics.jsonl and W&B, and its best in summary.json.
+_C.TEST.METRICS = []
+# The k of top_k_accuracy in TEST.METRICS.
+_C.TEST.TOP_K = 3
 # The val metric that makes a checkpoint best.pth (and drives early stopping): val_acc1,
-# verify_auc (higher is better) or verify_eer (lower is better).
+# verify_auc (higher is better), verify_eer (lower is better), or val_<name> of a metric in
+# TEST.METRICS (lower is better for val_log_loss and val_ece, higher for the others).
 _C.TEST.SELECT_METRIC = "val_acc1"
 
 # -----------------------------------------------------------------------------
@@ -398,6 +422,14 @@ _C.SUBMISSION.HEADER = "Id,Category"
 _C.SUBMISSION.ID = "index"
 # The predicted class as its index, or as its name (the class folder, or the label in the CSV).
 _C.SUBMISSION.LABELS = "index"
+# What each row of submission.csv holds: label (SUBMISSION.HEADER's two columns: the id, then the
+# predicted class), probs (the id column named as HEADER's first, then one column per class named by
+# the class names: the probability of each class, lossless) or topk (HEADER's two columns: the id,
+# then the SUBMISSION.TOPK most probable classes, best first, separated by spaces, as MAP@k wants).
+# label and topk write each class as SUBMISSION.LABELS says.
+_C.SUBMISSION.FORMAT = "label"
+# The k of SUBMISSION.FORMAT topk: classes per row, at least 1 and at most the number of classes.
+_C.SUBMISSION.TOPK = 5
 # Header of verify_submission.csv (DATA.VERIFY_TEST_PAIRS): the pair's id column, then its
 # cosine similarity.
 _C.SUBMISSION.VERIFY_HEADER = "Id,Category"
@@ -642,6 +674,7 @@ _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a 
 _ITEM_TYPES: dict[str, tuple[type, ...]] = {
     "BASE": (str,),
     "DATA.HOLDOUT_CLASSES": (str, int, float),
+    "TEST.METRICS": (str,),
     "TRAIN.LOSS_WEIGHTS": (float,),
     "TRAIN.LR_SCHEDULER.MILESTONES": (int,),
     "TRAIN.OPTIMIZER.BETAS": (float,),
@@ -723,6 +756,7 @@ def _choices() -> dict[str, Sequence[str]]:
     from models.losses import TRIPLET_MINERS
     from evaluation.selection import SELECT_METRICS
     from evaluation.tta import TTA_MODES
+    from evaluation.submission import SUBMISSION_FORMATS
 
     return {
         "DATA.DATASET": list(DATASETS),
@@ -743,6 +777,7 @@ def _choices() -> dict[str, Sequence[str]]:
         "TEST.TTA": TTA_MODES,
         "SUBMISSION.ID": ("index", "file"),
         "SUBMISSION.LABELS": ("index", "name"),
+        "SUBMISSION.FORMAT": SUBMISSION_FORMATS,
         "SUBMISSION.VERIFY_ID": ("index", "pair"),
         "DATA.SAMPLER": ("random", "pk"),
         "TRAIN.TRIPLET.MINER": TRIPLET_MINERS,
@@ -761,6 +796,34 @@ def _is_subset(value: float) -> bool:
     return value == 0 or 0 < value < 1 or (value >= 1 and float(value).is_integer())
 
 
+def _fold_checks(data: CN) -> list[tuple[bool, str]]:
+    """(holds, message if not) for DATA.FOLDS and DATA.FOLD."""
+    if data.FOLDS == 0:
+        return [(data.FOLD == 0, f"DATA.FOLD {data.FOLD} needs DATA.FOLDS, the number of folds; set DATA.FOLDS "
+                                 f"(e.g. 5), or leave DATA.FOLD at 0")]
+    return [
+        (data.FOLDS >= 2, f"DATA.FOLDS must be 2 or more folds, or 0 (off); got {data.FOLDS}"),
+        (0 <= data.FOLD < data.FOLDS,
+         f"DATA.FOLD must be a fold in [0, DATA.FOLDS = {data.FOLDS}), counted from 0; got {data.FOLD}"),
+        (data.VAL_SPLIT == 0, f"DATA.FOLDS validates on a fold of train, and DATA.VAL_SPLIT {data.VAL_SPLIT} holds "
+                              f"out another part of it; set DATA.VAL_SPLIT 0, or DATA.FOLDS 0"),
+        (data.VAL_SUBSET == 0, f"DATA.FOLDS scores the whole fold, so that the folds' predictions cover every "
+                               f"train image once, and DATA.VAL_SUBSET {data.VAL_SUBSET} scores part of it; set "
+                               f"DATA.VAL_SUBSET 0, or DATA.FOLDS 0"),
+    ]
+
+
+def _metric_checks(test: CN) -> list[tuple[bool, str]]:
+    """(holds, message if not) for TEST.METRICS, TEST.TOP_K and a TEST.SELECT_METRIC among them."""
+    selected = test.SELECT_METRIC.removeprefix("val_")
+    return [
+        (test.SELECT_METRIC == "val_acc1" or test.SELECT_METRIC.startswith("verify_") or selected in test.METRICS,
+         f"TEST.SELECT_METRIC {test.SELECT_METRIC} needs {selected} scored every epoch; add it to TEST.METRICS "
+         f"(e.g. TEST.METRICS \"['{selected}']\"), or select on val_acc1"),
+        (test.TOP_K >= 1, f"TEST.TOP_K must be at least 1 (the k of top_k_accuracy); got {test.TOP_K}"),
+    ]
+
+
 def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
     """(holds, message if not) for the DATA, MODEL, SUBMISSION and run keys."""
     return [
@@ -768,6 +831,7 @@ def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
         (cfg.DATA.IMG_SIZE >= 8, "DATA.IMG_SIZE must be at least 8 pixels"),
         (cfg.DATA.MAX_IMAGE_PIXELS >= 1, "DATA.MAX_IMAGE_PIXELS must be at least 1, e.g. 89478485 (PIL's limit)"),
         (0.0 <= cfg.DATA.VAL_SPLIT < 1.0, "DATA.VAL_SPLIT must be in [0, 1)"),
+        *_fold_checks(cfg.DATA),
         *[(_is_subset(cfg.DATA[key]),
            f"DATA.{key} must be a fraction in (0, 1), a whole number of images, or 0 for all; got {cfg.DATA[key]}")
           for key in ("TRAIN_SUBSET", "VAL_SUBSET", "TEST_SUBSET")],
@@ -783,6 +847,7 @@ def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
         (cfg.MODEL.DROP_BLOCK_SIZE >= 1 and cfg.MODEL.DROP_BLOCK_SIZE % 2 == 1,
          f"MODEL.DROP_BLOCK_SIZE must be an odd number of pixels, e.g. 7; got {cfg.MODEL.DROP_BLOCK_SIZE}"),
         (len(cfg.SUBMISSION.HEADER.split(",")) == 2, "SUBMISSION.HEADER must name two columns, e.g. Id,Category"),
+        (cfg.SUBMISSION.TOPK >= 1, f"SUBMISSION.TOPK must be at least 1 class per row; got {cfg.SUBMISSION.TOPK}"),
         (len(cfg.SUBMISSION.VERIFY_HEADER.split(",")) == 2,
          "SUBMISSION.VERIFY_HEADER must name two columns, e.g. Id,Category"),
         (cfg.MODEL.EMBED_DIM >= 0, "MODEL.EMBED_DIM must be 0 (the pooled features) or a width such as 512"),
@@ -795,9 +860,11 @@ def _data_model_and_run_checks(cfg: CN) -> list[tuple[bool, str]]:
          f"each class, so DATA.BATCH_SIZE ({cfg.DATA.BATCH_SIZE}) must be a multiple of it"),
         (cfg.TEST.VERIFY_NUM_PAIRS >= 0, "TEST.VERIFY_NUM_PAIRS must be 0 (none) or more"),
         (0.0 < cfg.TEST.VERIFY_FAR < 1.0, "TEST.VERIFY_FAR must be a false accept rate in (0, 1), e.g. 1e-3"),
-        (cfg.TEST.SELECT_METRIC == "val_acc1" or cfg.TEST.VERIFY_NUM_PAIRS > 0 or bool(cfg.DATA.VERIFY_PAIRS),
+        (not cfg.TEST.SELECT_METRIC.startswith("verify_") or cfg.TEST.VERIFY_NUM_PAIRS > 0
+         or bool(cfg.DATA.VERIFY_PAIRS),
          f"TEST.SELECT_METRIC {cfg.TEST.SELECT_METRIC} needs verification pairs scored every epoch; set "
          f"TEST.VERIFY_NUM_PAIRS (e.g. 3000) or DATA.VERIFY_PAIRS, or select on val_acc1"),
+        *_metric_checks(cfg.TEST),
         (cfg.SAVE_FREQ >= 1, "SAVE_FREQ must be at least 1"),
         (cfg.PRINT_FREQ >= 1, "PRINT_FREQ must be at least 1"),
     ]
@@ -877,11 +944,31 @@ def _check_values(cfg: CN) -> None:
     if cfg.AUG.AUTO_AUGMENT:  # "" switches it off, so it is not listed among the names
         from data.transforms import AUTO_AUGMENT_POLICIES
         cfg.AUG.AUTO_AUGMENT = resolve_choice("AUG.AUTO_AUGMENT", cfg.AUG.AUTO_AUGMENT, AUTO_AUGMENT_POLICIES)
+    from evaluation.competition_metrics import METRIC_NAMES
+    # A name listed twice is scored once.
+    cfg.TEST.METRICS = list(dict.fromkeys(resolve_choice("TEST.METRICS", name, METRIC_NAMES)
+                                          for name in cfg.TEST.METRICS))
+    cfg.TEST.TEMPERATURE = _checked_temperature(cfg.TEST.TEMPERATURE)
     checks = [*_data_model_and_run_checks(cfg), *_train_checks(cfg), *_aug_checks(cfg)]
     for ok, message in checks:
         if not ok:
             raise UserError(message)
     _check_loss(cfg)
+
+
+def _checked_temperature(text: str) -> str:
+    """TEST.TEMPERATURE as typed (auto in any case as auto), or UserError unless it is auto or a
+    positive number."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"TEST.TEMPERATURE must be a positive number (1 leaves the probabilities as they are) or "
+                        f"auto (fitted on val); got {_shown(text)}")
+    return text
 
 
 def _check_loss(cfg: CN) -> None:

@@ -36,6 +36,7 @@ from engine.run_lock import claimed_by_main
 from engine.tracking import RunTracker
 from engine.wandb_run import WandbRun
 from engine.weight_averaging import StochasticWeightAveraging
+from evaluation.submission import SampleSubmission, read_sample_submission
 from optimizer import build_scheduler
 from studies.lr_finder import run_lr_find
 from studies.model_table import DEFAULT_IMG_SIZE, print_model_table
@@ -72,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "into an eval-<time> folder beside it")
     parser.add_argument("--predict", action="store_true",
                         help="write submission.csv from the --resume checkpoint into an eval-<time> folder beside it")
+    parser.add_argument("--sample-submission", metavar="FILE",
+                        help="the competition's sample_submission.csv: submission.csv (of --predict, or of the run "
+                             "trained) must match its header, ids and order; one that does not is kept as "
+                             "submission.csv.rejected, and the command fails naming the first difference")
     parser.add_argument("--export-embeddings", metavar="SPLIT", choices=EXPORT_SPLITS,
                         help="write the L2-normalised embeddings of the --resume checkpoint for a split "
                              f"({', '.join(EXPORT_SPLITS)}), with their ids and labels, to embeddings_SPLIT.h5 in an "
@@ -102,6 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        ("--throughput", args.throughput), ("--lr-find", args.lr_find)) if chosen]
     if len(modes) > 1:
         parser.error(f"{' and '.join(modes)} cannot be combined; run them one at a time")
+    if args.sample_submission and not args.predict and (modes or args.list_models):
+        parser.error("--sample-submission checks the submission.csv of --predict or of a training run; add --predict, "
+                     "or leave it out")
     if not args.throughput and (args.batch_sizes or args.max_batch):
         parser.error("--batch-sizes and --max-batch belong to --throughput; add it, or leave them out")
     return args
@@ -136,16 +144,18 @@ def main(argv: list[str] | None = None) -> int:
                               args.img_size)
             return 0
         cfg = config_from_args(args)
+        # Read first, so that a missing or unreadable file stops the command before it trains.
+        sample = read_sample_submission(args.sample_submission) if args.sample_submission else None
         if cfg.EVAL_MODE or args.predict or args.export_embeddings:
             run_from_checkpoint(cfg, args.cfg, command_line_opts(args, over_checkpoint=True),
                                 evaluate_val=cfg.EVAL_MODE, write_predictions=args.predict,
-                                export_split=args.export_embeddings)
+                                export_split=args.export_embeddings, sample=sample)
         elif args.throughput:
             run_throughput_scan(cfg, resolve_device(cfg.DEVICE), args.batch_sizes, args.max_batch)
         elif args.lr_find:
             run_lr_find(cfg, resolve_device(cfg.DEVICE))
         else:
-            run_training(args, cfg)
+            run_training(args, cfg, sample)
     except UserError as e:
         if is_main_process():
             print(f"error: {user_error_line(e)}", file=sys.stderr)
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_training(args: argparse.Namespace, cfg) -> str:
+def run_training(args: argparse.Namespace, cfg, sample: SampleSubmission | None = None) -> str:
     """Training, alone or as one rank of a torchrun group."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else 0
     device = resolve_device(device_for_rank(cfg.DEVICE, local_rank) if launched_by_torchrun() else cfg.DEVICE)
@@ -170,7 +180,7 @@ def run_training(args: argparse.Namespace, cfg) -> str:
     if plan.cfg.DEVICE != cfg.DEVICE:  # resuming on another device (DEVICE may change on resume)
         device = resolve_device(device_for_rank(plan.cfg.DEVICE, local_rank) if world.distributed
                                 else plan.cfg.DEVICE)
-    return train(plan, device, world)
+    return train(plan, device, world, sample)
 
 
 @dataclass
@@ -188,14 +198,16 @@ class Run:
     resume_hint: str  # the command that continues the run, for the line a stop prints
 
 
-def train(plan: RunPlan, device: torch.device, world: World = World()) -> str:
+def train(plan: RunPlan, device: torch.device, world: World = World(), sample: SampleSubmission | None = None) -> str:
     """The full run; returns its folder. Under torchrun every rank trains, rank 0 writes, and rank 0
-    holds the folder's claim (engine/run_lock.py) from before its first file to after its last."""
+    holds the folder's claim (engine/run_lock.py) from before its first file to after its last.
+    submission.csv is checked against `sample` (--sample-submission) when given."""
     with claimed_by_main(plan.run_dir, world.is_main) as claim_notes:
-        return train_in_claimed_folder(plan, device, world, claim_notes)
+        return train_in_claimed_folder(plan, device, world, claim_notes, sample)
 
 
-def train_in_claimed_folder(plan: RunPlan, device: torch.device, world: World, claim_notes: list[str]) -> str:
+def train_in_claimed_folder(plan: RunPlan, device: torch.device, world: World, claim_notes: list[str],
+                            sample: SampleSubmission | None = None) -> str:
     """train()'s recipe, once the run folder is this run's alone."""
     cfg, run_dir = plan.cfg, plan.run_dir
     seed_everything(cfg.SEED)
@@ -224,7 +236,7 @@ def train_in_claimed_folder(plan: RunPlan, device: torch.device, world: World, c
         best = start.best
         averages = {"model": None, "ema": parts.ema, "swa": swa.average if swa is not None else None}
         finish_run(cfg, parts, run_dir if world.is_main else None, wandb_run, best, logger,
-                   (best.last_epoch_weights, averages[best.last_epoch_weights]))
+                   (best.last_epoch_weights, averages[best.last_epoch_weights]), sample)
     tracker.set_status("finished")
     if world.is_main:
         remove_resume_checkpoint(run_dir, cfg.SAVE.CHECKPOINTS)

@@ -19,6 +19,7 @@ from data.batch_augment import BatchAugment
 from data.cache import CachedLoader, available_bytes, cache_split, cached_bytes, check_cache_fits
 from data.dataset import ImageDataset
 from data.device_loader import DeviceLoader
+from data.folds import fold_log_line, fold_split
 from data.holdout import held_out_mask, kept_class_labels, kept_positions
 from data.registry import DataSource, Splits, get_dataset_spec
 from data.image_files import ImageFileStore
@@ -72,7 +73,11 @@ class Loaders:
     class_names: list[str]
     make_loader: Callable[[str, Sampler, int], Iterable]
     pipeline: str = ""  # for the log: where train images come from and where they are augmented
-    test_ids: list[str] | None = None  # the test images' file ids, for data sets read from files
+    # Every val and test image's id, in split order, the same in every run (`image_ids`): val_probs.csv's
+    # rows, which the rows of K fold runs are assembled by, and test_probs.csv's
+    val_ids: list[str] = field(default_factory=list)
+    test_ids: list[str] = field(default_factory=list)
+    test_ids_from_data: bool = False  # the test ids name files (or an HDF5 file's ids-test), for SUBMISSION.ID file
     notes: list[str] = field(default_factory=list)  # for the run's log: images left out, the cache
     verify_pairs: VerificationPairs | None = None  # labelled pairs scored every epoch
     verify_test_pairs: VerificationPairs | None = None  # unlabelled pairs for verify_submission.csv
@@ -93,11 +98,47 @@ def left_out_notes(splits: Splits) -> list[str]:
     return notes
 
 
+def image_ids(dataset: ImageDataset, stored_split: str, data_path: str) -> list[str]:
+    """The id of every image of `dataset`, the same in every run whatever the split it lands in:
+    for images read from files, the file's path relative to `data_path` (with / between folders,
+    e.g. train/cat/001.jpg); for images held in arrays (digits, CIFAR, an HDF5 file), the split
+    they are stored in and their index there, e.g. train-123 or test-45."""
+    store = dataset.store
+    if isinstance(store, ImageFileStore):
+        root = os.path.expanduser(data_path)
+        return [os.path.relpath(store.paths[index], root).replace(os.sep, "/") for index in dataset.indices]
+    return [f"{stored_split}-{index}" for index in dataset.indices]
+
+
+def test_image_ids(dataset: ImageDataset, data_path: str) -> tuple[list[str], bool]:
+    """(the id of every test image, whether the data named them): the ids a store holds (a file's
+    name without its ending, a test CSV's ids, an HDF5 file's ids-test), else `image_ids`'."""
+    named = getattr(dataset.store, "ids", None)
+    if named is not None:
+        return [named[index] for index in dataset.indices], True
+    return image_ids(dataset, "test", data_path), False
+
+
+def stored_split(splits: Splits, dataset: ImageDataset) -> str:
+    """The split of `splits` whose store `dataset` reads (val may be part of train, or the test split)."""
+    return next(split for split, (store, _) in splits.items() if store is dataset.store)
+
+
 def split_train_val(num_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, val) index arrays holding out `val_fraction` of range(num_images), from `seed`."""
     order = np.random.default_rng(seed).permutation(num_images)
     num_val = max(1, int(round(num_images * val_fraction)))
     return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def split_train_folds(labels: np.ndarray, held_out: np.ndarray | None, num_folds: int, fold: int, seed: int,
+                      class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) index arrays into the train split: its fold `fold` of `num_folds`
+    validates (data.folds). The folds are cut from the images of the classes `held_out` keeps, so
+    that DATA.HOLDOUT_CLASSES changes which images there are, not how the rest are stratified."""
+    kept = np.arange(len(labels)) if held_out is None else np.flatnonzero(~held_out[labels])
+    train, val = fold_split(labels[kept], num_folds, fold, seed, class_names)
+    return kept[train], kept[val]
 
 
 def resolve_num_workers(requested: int) -> int:
@@ -272,15 +313,20 @@ def build_eval_transforms(cfg, splits: Splits) -> dict[str, Callable | None]:
 def split_datasets(cfg, splits: Splits, class_names: list[str], held_out: np.ndarray | None,
                    train_transform: Callable | None,
                    eval_transforms: dict[str, Callable | None]) -> dict[str, ImageDataset]:
-    """{"train", "val", "test"[, "holdout"]: ImageDataset}: val is DATA.VAL_SPLIT of train when set
-    (train then keeps the rest), else the data set's val split, else its test split; train is
-    reduced to DATA.TRAIN_SUBSET. Every split but train is read through the eval transform of the
+    """{"train", "val", "test"[, "holdout"]: ImageDataset}: val is fold DATA.FOLD of DATA.FOLDS of
+    train, or DATA.VAL_SPLIT of train, when set (train then keeps the rest), else the data set's
+    val split, else its test split; train is reduced to DATA.TRAIN_SUBSET (after the folds, so
+    that a fold's val stays whole). Every split but train is read through the eval transform of the
     split of `splits` its images come from. With DATA.HOLDOUT_CLASSES, those classes' images leave
     every split (the rest renumbered, data.holdout), `held_out` marking them per class, and their
     train images form "holdout"."""
     train_store, train_labels = splits["train"]
     test_store, test_labels = splits["test"]
-    if cfg.DATA.VAL_SPLIT > 0:
+    if cfg.DATA.FOLDS:
+        val_source = "train"
+        train_indices, val_indices = split_train_folds(train_labels, held_out, cfg.DATA.FOLDS, cfg.DATA.FOLD,
+                                                       cfg.SEED, class_names)
+    elif cfg.DATA.VAL_SPLIT > 0:
         val_source = "train"
         train_indices, val_indices = split_train_val(len(train_store), cfg.DATA.VAL_SPLIT, cfg.SEED)
     else:
@@ -457,6 +503,8 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     train_sampler, sampler_note = build_train_sampler(cfg, train_dataset, rank, world_size)
     # Dropping a ragged last batch keeps BatchNorm away from batches of one image.
     drop_last = len(train_sampler) > cfg.DATA.BATCH_SIZE
+    test_ids, test_ids_from_data = test_image_ids(test_dataset, cfg.DATA.DATA_PATH)
+    fold_note = [fold_log_line(cfg.DATA.FOLD, cfg.DATA.FOLDS, len(val_dataset))] if cfg.DATA.FOLDS else []
     return Loaders(
         train_loader=make_loader("train", train_sampler, drop_last=drop_last),
         val_loader=make_loader("val", val_sampler),
@@ -465,8 +513,10 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         num_classes=num_classes, mean=spec.mean, std=spec.std, class_names=list(class_names),
         make_loader=make_loader,
         pipeline=f"train images {describe_source(cache, device, num_workers)}, {augmentation.description}",
-        test_ids=getattr(splits["test"][0], "ids", None),
-        notes=(left_out_notes(splits) + [subset_log_line(split, *counts) for split, counts in subsets.items()]
+        val_ids=image_ids(val_dataset, stored_split(splits, val_dataset), cfg.DATA.DATA_PATH),
+        test_ids=test_ids, test_ids_from_data=test_ids_from_data,
+        notes=(fold_note + left_out_notes(splits)
+               + [subset_log_line(split, *counts) for split, counts in subsets.items()]
                + [note for note in (cache_note, sampler_note) if note]),
         verify_pairs=verify_pairs, verify_test_pairs=verify_test_pairs,
         holdout_dataset=datasets.get("holdout"), subsets=subsets)

@@ -25,6 +25,7 @@ from engine.resume import StartingPoint
 from engine.tracking import RunTracker
 from engine.wandb_run import WandbRun
 from engine.weight_averaging import ExponentialMovingAverage, StochasticWeightAveraging
+from evaluation.competition_metrics import CompetitionMetrics
 from models import build_model
 from models.build import build_loss, model_cost
 from models.complexity import format_count
@@ -60,9 +61,12 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
     if cfg.MODEL.PRETRAINED:
         note = check_pretrained_classes(cfg.MODEL.PRETRAINED, model, cfg.DATA.DATA_PATH, loaders.class_names)
         loaders.notes.extend([note] if note else [])
-    if cfg.SUBMISSION.ID == "file" and loaders.test_ids is None:
+    if cfg.SUBMISSION.ID == "file" and not loaders.test_ids_from_data:
         raise UserError(f"SUBMISSION.ID file names each row by its test image's file, but the test images of "
                         f"DATA.DATASET {cfg.DATA.DATASET} are not files; use SUBMISSION.ID index")
+    if cfg.SUBMISSION.FORMAT == "topk" and cfg.SUBMISSION.TOPK > loaders.num_classes:
+        raise UserError(f"SUBMISSION.TOPK {cfg.SUBMISSION.TOPK} asks for more classes per row than the "
+                        f"{loaders.num_classes} the model predicts; lower it to at most {loaders.num_classes}")
     setup = DeviceSetup.create(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CHANNELS_LAST, cfg.TRAIN.COMPILE,
                                cfg.TRAIN.CUDNN_BENCHMARK)
     wrappers = []
@@ -78,7 +82,9 @@ def build_training_parts(cfg, device: torch.device, world: World = World()) -> T
                             loaders.num_classes, cfg.SEED)
     return TrainingParts(model, forward_model, normalize, optimizer, setup.grad_scaler(), setup, loaders,
                          nn.CrossEntropyLoss(), parameters, macs, wrappers[0] if wrappers else None,
-                         train_criterion, mix, tta=cfg.TEST.TTA, verify_far=cfg.TEST.VERIFY_FAR)
+                         train_criterion, mix, tta=cfg.TEST.TTA, verify_far=cfg.TEST.VERIFY_FAR,
+                         competition=CompetitionMetrics(tuple(cfg.TEST.METRICS), cfg.TEST.TOP_K)
+                         if cfg.TEST.METRICS else None)
 
 
 def plan_epoch(num_batches: int, accumulation_steps: int, max_steps: int) -> tuple[int, int]:

@@ -11,10 +11,11 @@ from torch import nn
 from engine.loop import LoopSettings
 from engine.parts import TrainingParts
 from engine.weight_averaging import StochasticWeightAveraging
+from evaluation.competition_metrics import METRIC_NAMES
 from evaluation.embeddings import similarities_of_pairs
 from evaluation.evaluate import evaluate
 from evaluation.plots import roc_figure, save_figure
-from evaluation.selection import WEIGHT_LABELS, BestSoFar
+from evaluation.selection import METRIC_LABELS, WEIGHT_LABELS, BestSoFar, format_score
 from evaluation.verification import VerificationResult, verification_metrics
 from utils.distributed import broadcast_from_main
 
@@ -29,10 +30,12 @@ def verify_pairs_with(module: nn.Module, parts: TrainingParts, tta: str) -> Veri
 
 
 def score_weights(parts: TrainingParts, module: nn.Module, tta: str, plain_module: nn.Module | None = None) -> dict:
-    """Val metrics of `module` (loss, acc1, acc5), and with verification pairs also its verify_*
-    metrics and their VerificationResult ("verification"); `plain_module` is `module` without its
-    DDP or torch.compile wrapper, whose embeddings verification reads."""
-    stats = evaluate(module, parts.normalize, parts.loaders.val_loader, parts.criterion, parts.setup, tta=tta)
+    """Val metrics of `module` (loss, acc1, acc5, and the competition metrics of TEST.METRICS), and
+    with verification pairs also its verify_* metrics and their VerificationResult ("verification");
+    `plain_module` is `module` without its DDP or torch.compile wrapper, whose embeddings
+    verification reads."""
+    stats = evaluate(module, parts.normalize, parts.loaders.val_loader, parts.criterion, parts.setup, tta=tta,
+                     competition=parts.competition)
     if parts.loaders.verify_pairs is not None:
         result = verify_pairs_with(plain_module or module, parts, tta)
         stats.update(result.metrics(), verification=result)
@@ -76,11 +79,12 @@ def score_epoch(parts: TrainingParts, swa: StochasticWeightAveraging | None, loo
 
 
 def score_metrics(scores: dict[str, dict]) -> dict[str, float]:
-    """The val scores as metrics: val_loss, val_acc1, val_acc5, the verify_* metrics when pairs
-    are scored, and the same with _ema / _swa."""
+    """The val scores as metrics: val_loss, val_acc1, val_acc5, val_<name> for each competition
+    metric of TEST.METRICS (val_log_loss, ...), the verify_* metrics when pairs are scored, and the
+    same with _ema / _swa."""
     return {f"{metric if metric.startswith('verify_') else 'val_' + metric}{'' if name == 'model' else '_' + name}":
             value for name, stats in scores.items() for metric, value in stats.items()
-            if metric in ("loss", "acc1", "acc5") or metric.startswith("verify_")}
+            if metric in ("loss", "acc1", "acc5", *METRIC_NAMES) or metric.startswith("verify_")}
 
 
 def write_roc(run_dir: str, scores: dict[str, dict], title: str = "") -> str | None:
@@ -98,9 +102,14 @@ def write_roc(run_dir: str, scores: dict[str, dict], title: str = "") -> str | N
 def epoch_line(epoch: int, epochs: int, train_stats: dict, scores: dict[str, dict], best: BestSoFar,
                mixing: bool = False) -> str:
     """The log line that closes an epoch: train stats, then the val scores of the trained
-    weights and of their EMA and SWA when they exist, with their verification scores when pairs
-    are scored. With mixup/cutmix, train acc@1 is on each image's dominant label, and says so."""
+    weights and of their EMA and SWA when they exist, with their competition metrics (TEST.METRICS)
+    and their verification scores when pairs are scored. With mixup/cutmix, train acc@1 is on each
+    image's dominant label, and says so."""
     skipped = train_stats["nonfinite_updates"]
+
+    def competition(stats: dict) -> str:
+        return "".join(f" {METRIC_LABELS[metric].removeprefix('val ')} {format_score(stats[name], metric)}"
+                       for name in METRIC_NAMES if name in stats for metric in [f"val_{name}"])
 
     def verify(stats: dict) -> str:
         return f" verify AUC {stats['verify_auc']:.4f} EER {100 * stats['verify_eer']:.2f}%" if "verify_auc" in stats \
@@ -108,11 +117,11 @@ def epoch_line(epoch: int, epochs: int, train_stats: dict, scores: dict[str, dic
 
     val = scores["model"]
     averages = "".join(f" | {WEIGHT_LABELS[name]} val loss {stats['loss']:.4f} acc@1 {stats['acc1']:.2f}%"
-                       f"{verify(stats)}" for name, stats in scores.items() if name != "model")
+                       f"{competition(stats)}{verify(stats)}" for name, stats in scores.items() if name != "model")
     best_of = f" ({WEIGHT_LABELS[best.weights]} weights)" if len(scores) > 1 or best.weights != "model" else ""
     return (f"epoch {epoch + 1}/{epochs}  train loss {train_stats['train_loss']:.4f} "
             f"acc@1{' (dominant label)' if mixing else ''} "
             f"{train_stats['train_acc1']:.2f}% | val loss {val['loss']:.4f} acc@1 {val['acc1']:.2f}% "
-            f"acc@5 {val['acc5']:.2f}%{verify(val)}{averages} | best {best.describe()}{best_of} | "
+            f"acc@5 {val['acc5']:.2f}%{competition(val)}{verify(val)}{averages} | best {best.describe()}{best_of} | "
             f"{train_stats['epoch_time']:.1f}s, {train_stats['images_per_sec']:.0f} img/s"
             + (f" | {skipped} updates skipped for a NaN/Inf loss" if skipped else ""))

@@ -1,6 +1,6 @@
-"""The modes that start from a checkpoint instead of training: --eval (the val report and the
-verification scores), --predict (submission.csv, verify_submission.csv) and
---export-embeddings (a split's embeddings as HDF5)."""
+"""The modes that start from a checkpoint instead of training: --eval (the val report,
+val_probs.csv and the verification scores), --predict (test_probs.csv, submission.csv,
+verify_submission.csv) and --export-embeddings (a split's embeddings as HDF5)."""
 from __future__ import annotations
 
 import os
@@ -12,13 +12,14 @@ from config import get_config
 from data.dataset import NO_LABEL
 from engine.build import build_training_parts, run_title
 from engine.checkpoint import check_config_matches_checkpoint, checkpoint_path_from, load_model_weights
-from engine.finish import predict_verification, report_on_val, report_verification, submission_columns
+from engine.finish import (evaluate_val_in_order, predict_verification, report_on_val, report_verification,
+                           temperature_for, write_test_predictions, write_val_probs)
 from engine.parts import TrainingParts
 from engine.run_dir import log_outputs, new_timestamped_dir
 from evaluation.embeddings import embed_items, write_embeddings
-from evaluation.evaluate import predict
+from evaluation.evaluate import predict_log_probs
 from evaluation.selection import WEIGHT_LABELS
-from evaluation.submission import write_submission
+from evaluation.submission import SampleSubmission
 from evaluation.tta import num_views
 from utils.checkpoint_io import load_checkpoint
 from utils.device import resolve_device
@@ -51,12 +52,13 @@ def export_embeddings(parts: TrainingParts, split: str, out_dir: str, logger) ->
 
 
 def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], evaluate_val: bool,
-                        write_predictions: bool, export_split: str | None = None) -> None:
+                        write_predictions: bool, export_split: str | None = None,
+                        sample: SampleSubmission | None = None) -> None:
     """--eval, --predict and --export-embeddings: score the val split (and the verification
-    pairs), predict the test split (and the verification test pairs), or export a split's
-    embeddings with a checkpoint, writing into an eval-<time> folder beside it. Without a --cfg
-    file (`cfg_file` None), the checkpoint's own config is used, with the command's flags and
-    --opts (`checkpoint_opts`) laid over it."""
+    pairs), predict the test split (and the verification test pairs; submission.csv checked
+    against `sample` when given), or export a split's embeddings with a checkpoint, writing into
+    an eval-<time> folder beside it. Without a --cfg file (`cfg_file` None), the checkpoint's own
+    config is used, with the command's flags and --opts (`checkpoint_opts`) laid over it."""
     logger = create_logger(None)
     path = checkpoint_path_from(cfg)
     checkpoint = load_checkpoint(path)
@@ -79,9 +81,12 @@ def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], e
     out_dir = new_timestamped_dir(os.path.dirname(os.path.abspath(path)), prefix="eval-")
     os.makedirs(out_dir)
     with_tta = f" with TTA {parts.tta} ({num_views(parts.tta)} views)" if parts.tta != "none" else ""
+    temperature = None
     if evaluate_val:
         title = run_title(cfg, out_dir, parts.loaders.subsets)
         metrics, _ = report_on_val(parts, out_dir, title)
+        temperature = temperature_for(cfg, metrics["predictions"], logger)
+        write_val_probs(out_dir, parts.loaders, metrics["predictions"], temperature)
         subset = parts.loaders.subsets.get("val")
         images = (f"a subset: {subset[0]:,} of {subset[1]:,} images, DATA.VAL_SUBSET" if subset
                   else f"{len(parts.loaders.val_dataset)} images")
@@ -89,12 +94,14 @@ def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], e
                     with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"])
         report_verification(parts, out_dir, logger, weights, title)
     if write_predictions:
-        predictions = predict(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup,
-                              tta=parts.tta)
-        write_submission(os.path.join(out_dir, "submission.csv"), predictions, cfg.SUBMISSION.HEADER,
-                         **submission_columns(cfg, parts.loaders))
-        logger.info("%d test predictions of %s written%s", len(predictions), path, with_tta)
+        if temperature is None:  # without --eval, val is scored only for auto to fit on
+            fit_on = evaluate_val_in_order(parts)["predictions"] if cfg.TEST.TEMPERATURE == "auto" else None
+            temperature = temperature_for(cfg, fit_on, logger)
+        log_probs = predict_log_probs(parts.forward_model, parts.normalize, parts.loaders.test_loader, parts.setup,
+                                      tta=parts.tta)
         predict_verification(cfg, parts, out_dir, logger)
+        logger.info("%d test predictions of %s written%s", len(log_probs), path, with_tta)
+        write_test_predictions(cfg, parts.loaders, log_probs, temperature, out_dir, sample)
     if export_split:
         export_embeddings(parts, export_split, out_dir, logger)
     log_outputs(logger, out_dir)

@@ -11,6 +11,7 @@ from data import Loaders
 from data.mix import BatchMixer
 from data.normalize import Normalize
 from engine.weight_averaging import ExponentialMovingAverage
+from evaluation.competition_metrics import CompetitionMetrics
 from models.losses import TrainingLoss
 from utils.device import DeviceSetup
 
@@ -34,3 +35,4 @@ class TrainingParts:
     tta: str = "none"  # TEST.TTA: the test-time augmentation of the final val report and the predictions
     ema: ExponentialMovingAverage | None = None  # TRAIN.EMA: updated after every optimizer update
     verify_far: float = 1e-3  # TEST.VERIFY_FAR, the false accept rate verify_tar is read at
+    competition: CompetitionMetrics | None = None  # TEST.METRICS, scored on val every epoch

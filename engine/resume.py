@@ -18,7 +18,7 @@ from engine.checkpoint import restore_rng_state
 from engine.launch import restart_count
 from engine.loop import EpochProgress
 from engine.parts import TrainingParts
-from engine.run_dir import experiment_dir, new_run_dir, plan_run_dir
+from engine.run_dir import experiment_dir, fold_label, new_run_dir, plan_run_dir, tag_with_fold
 from evaluation.selection import BestSoFar, format_score
 from optimizer import load_scheduler_state, lr_at_current_step
 from utils.checkpoint_io import load_checkpoint
@@ -39,6 +39,7 @@ RESUMABLE_KEYS = (
     "TRAIN.MAX_NONFINITE",  # how patient the divergence guard is
     "TEST.TTA",  # how the final report and the submission predict; training is unchanged
     "SUBMISSION.HEADER", "SUBMISSION.ID", "SUBMISSION.LABELS",  # how submission.csv is written
+    "SUBMISSION.FORMAT", "SUBMISSION.TOPK", "TEST.TEMPERATURE",  # likewise, and the saved probabilities
 )
 RESUMABLE_PREFIXES = ("WANDB.",)
 # Keys that name the run and its checkpoint rather than configure it.
@@ -78,15 +79,18 @@ def plan_run(cfg, cfg_file: str | None, checkpoint_opts: list[str]) -> RunPlan:
     restarted = not cfg.MODEL.RESUME and restart_count() > 0
     resume = "auto" if restarted else cfg.MODEL.RESUME
     parent = experiment_dir(cfg.OUTPUT, cfg.MODEL.NAME, cfg.DATA.DATASET)
-    run_dir, resume_path = decided_on_main(lambda: plan_run_dir(cfg.OUTPUT, parent, cfg.TAG, resume, restarted))
+    fold = fold_label(cfg.DATA.FOLDS, cfg.DATA.FOLD)
+    run_dir, resume_path = decided_on_main(lambda: plan_run_dir(cfg.OUTPUT, parent, cfg.TAG, resume, restarted,
+                                                                fold))
     if not resume_path:
         return RunPlan(cfg, run_dir)
     checkpoint = load_checkpoint(resume_path)
     resumed, notes = config_for_resume(cfg, cfg_file, checkpoint_opts, checkpoint, resume_path)
     if not run_dir:  # a fork: a new folder, named for the model and data it goes on training
         run_dir = decided_on_main(lambda: new_run_dir(
-            experiment_dir(cfg.OUTPUT, resumed.MODEL.NAME, resumed.DATA.DATASET), cfg.TAG))
-    elif cfg.TAG and cfg.TAG != os.path.basename(run_dir):
+            experiment_dir(cfg.OUTPUT, resumed.MODEL.NAME, resumed.DATA.DATASET), cfg.TAG,
+            fold_label(resumed.DATA.FOLDS, resumed.DATA.FOLD)))
+    elif cfg.TAG and tag_with_fold(cfg.TAG, fold) != os.path.basename(run_dir):
         notes.append(f"--tag {cfg.TAG} is not used: {resume_path} continues the run in {run_dir}")
     # config.yaml then says where the run lives, wherever its checkpoint was first written.
     resumed.defrost()

@@ -32,12 +32,14 @@ def is_run_folder(folder: str) -> bool:
     return any(os.path.isfile(os.path.join(folder, name)) for name in RUN_FOLDER_FILES)
 
 
-def latest_run_with_checkpoint(parent: str) -> str | None:
-    """The most recently written run folder under `parent` that holds a last.pth."""
+def latest_run_with_checkpoint(parent: str, fold: str = "") -> str | None:
+    """The most recently written run folder under `parent` that holds a last.pth; with `fold`
+    ("fold2"), only the folders whose name carries that fold (tag_with_fold)."""
     if not os.path.isdir(parent):
         return None
     candidates = [os.path.join(parent, name) for name in os.listdir(parent)
-                  if os.path.isfile(os.path.join(parent, name, LAST_CHECKPOINT))]
+                  if os.path.isfile(os.path.join(parent, name, LAST_CHECKPOINT))
+                  and tag_with_fold(name, fold) == name]
     if not candidates:
         return None
     return max(candidates, key=lambda run: os.path.getmtime(os.path.join(run, LAST_CHECKPOINT)))
@@ -60,29 +62,48 @@ def describe_runs(output: str, limit: int = 8) -> str:
     return listed or "none"
 
 
-def plan_run_dir(output: str, parent: str, tag: str, resume: str, restarted: bool = False) -> tuple[str, str]:
+def fold_label(folds: int, fold: int) -> str:
+    """"fold2" for fold 2 of DATA.FOLDS folds; "" for a run that trains on no folds."""
+    return f"fold{fold}" if folds else ""
+
+
+def tag_with_fold(tag: str, fold: str) -> str:
+    """The folder name of the run tagged `tag` in fold `fold` ("fold2"): tag-fold2, unless the tag
+    already names the fold as one of its dash-separated parts (a sweep's fold2 or lr0.01-fold2),
+    so that giving the folder's own name as --tag names the same folder. `tag` itself when `fold`
+    or `tag` is ""."""
+    if not fold or not tag or fold in tag.split("-"):
+        return tag
+    return f"{tag}-{fold}"
+
+
+def plan_run_dir(output: str, parent: str, tag: str, resume: str, restarted: bool = False,
+                 fold: str = "") -> tuple[str, str]:
     """Choose the run folder (without creating it) and return (run_dir, checkpoint to start from or "").
 
-    `parent` is this command's experiment folder, OUTPUT/<model>_<dataset>.
+    `parent` is this command's experiment folder, OUTPUT/<model>_<dataset>; a fold run's folder
+    (`fold`, e.g. "fold2", from fold_label) is named for its fold (tag_with_fold).
     - resume "auto": continue the run tagged `tag` (run_to_continue).
     - resume PATH: continue the run folder PATH lies in, or fork (continue_or_fork); a fork's
       run_dir is "", since its folder is named for the model and data of the checkpoint's config.
     - otherwise a new folder (new_run_dir).
     `restarted` says that torchrun restarted the group, which resumes "auto" by itself.
     """
+    tag = tag_with_fold(tag, fold)
     if resume == "auto":
-        return run_to_continue(output, parent, tag, restarted)
+        return run_to_continue(output, parent, tag, restarted, fold)
     if resume:
         return continue_or_fork(resume)
-    return new_run_dir(parent, tag), ""
+    return new_run_dir(parent, tag, fold), ""
 
 
-def run_to_continue(output: str, parent: str, tag: str, restarted: bool) -> tuple[str, str]:
+def run_to_continue(output: str, parent: str, tag: str, restarted: bool, fold: str = "") -> tuple[str, str]:
     """(run folder, its last.pth or "") for `--resume auto`.
 
     With a tag, the one run of that tag in any experiment folder under `output`, whatever model
     and data this command's config names (the run keeps its own): several are refused, and none
-    is an error rather than a new run. Without a tag, the newest run with a last.pth in `parent`.
+    is an error rather than a new run. Without a tag, the newest run with a last.pth in `parent`
+    (of fold `fold`, when given).
     A run with no checkpoint yet starts again from scratch in its folder, unless it finished (its
     SAVE.CHECKPOINTS kept no last.pth), which is refused. A group restarted by torchrun
     (`restarted`) repeats its first command, so it looks in `parent` only, and starts there when
@@ -90,11 +111,11 @@ def run_to_continue(output: str, parent: str, tag: str, restarted: bool) -> tupl
     """
     if restarted:
         run_dir = (os.path.join(parent, tag) if tag
-                   else latest_run_with_checkpoint(parent) or new_timestamped_dir(parent))
+                   else latest_run_with_checkpoint(parent, fold) or new_timestamped_dir(parent, suffix=fold))
     elif tag:
         run_dir = the_run_tagged(output, tag)
     else:
-        run_dir = latest_run_with_checkpoint(parent)
+        run_dir = latest_run_with_checkpoint(parent, fold)
         if run_dir is None:
             raise UserError(f"--resume auto found no run with a {LAST_CHECKPOINT} under {parent}; runs under "
                             f"{output}: {describe_runs(output)}. Name the run with --tag, or pass --resume "
@@ -145,12 +166,13 @@ def continue_or_fork(path: str) -> tuple[str, str]:
     return folder, path
 
 
-def new_run_dir(parent: str, tag: str) -> str:
-    """parent/`tag`, or a timestamped folder without a tag. A `tag` folder that already holds a run
+def new_run_dir(parent: str, tag: str, fold: str = "") -> str:
+    """parent/`tag`, or a timestamped folder without a tag, either named for fold `fold` when
+    given (tag_with_fold; a timestamp gets -fold2). A `tag` folder that already holds a run
     (checkpoints or a summary.json) is refused, so that re-running never overwrites a previous run."""
     if not tag:
-        return new_timestamped_dir(parent)
-    run_dir = os.path.join(parent, tag)
+        return new_timestamped_dir(parent, suffix=fold)
+    run_dir = os.path.join(parent, tag_with_fold(tag, fold))
     holder = live_holder(run_dir)
     if holder is not None:
         raise UserError(f"run folder {run_dir} is in use by {holder}; wait for that run to end, "
@@ -161,13 +183,14 @@ def new_run_dir(parent: str, tag: str) -> str:
     return run_dir
 
 
-def new_timestamped_dir(parent: str, prefix: str = "") -> str:
-    """parent/<prefix>YYYYmmdd-HHMMSS (not created), with a -2, -3 ... suffix if that name is taken."""
-    stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
-    run_dir, suffix = os.path.join(parent, stamp), 1
+def new_timestamped_dir(parent: str, prefix: str = "", suffix: str = "") -> str:
+    """parent/<prefix>YYYYmmdd-HHMMSS[-<suffix>] (not created), with a -2, -3 ... after the time
+    if that name is taken (the suffix stays last)."""
+    stamp, end = prefix + time.strftime("%Y%m%d-%H%M%S"), f"-{suffix}" if suffix else ""
+    run_dir, count = os.path.join(parent, stamp + end), 1
     while os.path.exists(run_dir):
-        suffix += 1
-        run_dir = os.path.join(parent, f"{stamp}-{suffix}")
+        count += 1
+        run_dir = os.path.join(parent, f"{stamp}-{count}{end}")
     return run_dir
 
 

@@ -5,7 +5,8 @@ completed and planned, best val acc@1 and its epoch (counted from 1, as the log 
 count), the last epoch's metrics, total train time, median images/s, parameters, MACs, peak
 memory (`peak_memory_mb` of the GPU; on CPU `peak_tensor_mb`, the same quantity measured over an
 epoch's first steps, and `peak_rss_mb` of the whole process), and the config keys that differ
-from the defaults.
+from the defaults. `best_<metric>` holds the best value of each other metric TEST.SELECT_METRIC
+can choose that the run scored (verify_auc, val_log_loss, ...), over every epoch and weights.
 
 `subsets` ({split: [images chosen, images in the split]}) appears only when val or test was
 scored in part (DATA.VAL_SUBSET, DATA.TEST_SUBSET).
@@ -13,10 +14,13 @@ scored in part (DATA.VAL_SUBSET, DATA.TEST_SUBSET).
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import time
 from typing import Any, Sequence
+
+from evaluation.selection import LOWER_IS_BETTER, SELECT_METRICS
 
 SUMMARY_FILE = "summary.json"
 STATUSES = ("running", "finished", "interrupted", "failed")
@@ -54,11 +58,13 @@ def summarize(rows: Sequence[dict], status: str, epochs_planned: int, parameters
             values = [row[key] for row in rows if key in row]
             if values:
                 summary[key] = max(values)
-        # Verification (TEST.VERIFY_NUM_PAIRS, DATA.VERIFY_PAIRS): the best of any weights and epoch.
-        for key, best_of in (("verify_auc", max), ("verify_eer", min)):
-            values = [value for row in rows for name, value in row.items() if name.split("_")[:2] == key.split("_")]
+        # Verification (TEST.VERIFY_NUM_PAIRS, DATA.VERIFY_PAIRS) and the competition metrics
+        # (TEST.METRICS): the best of any weights and epoch, which a diverged epoch's NaN is not.
+        for key in [metric for metric in SELECT_METRICS if metric != "val_acc1"]:
+            values = [row[name] for row in rows for name in (key, f"{key}_ema", f"{key}_swa")
+                      if name in row and not math.isnan(row[name])]
             if values:
-                summary[f"best_{key}"] = best_of(values)
+                summary[f"best_{key}"] = (min if key in LOWER_IS_BETTER else max)(values)
     if subsets:
         summary["subsets"] = {split: list(counts) for split, counts in subsets.items()}
     summary.update({"parameters": parameters, "macs": macs, "config": changed_config,

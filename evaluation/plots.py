@@ -1,6 +1,6 @@
-"""The pictures of one run or one study: a run's curves, predictions and confusion matrix, the
-throughput scan, the LR range test, the augmentation preview and the face-verification ROC
-curves. The comparison of runs is evaluation/comparison_figure.py.
+"""The pictures of one run or one study: a run's curves, predictions, confusion matrix and
+reliability diagram, the throughput scan, the LR range test, the augmentation preview and the
+face-verification ROC curves. The comparison of runs is evaluation/comparison_figure.py.
 
 Each `*_figure` function returns a matplotlib Figure built with the object-oriented API (no
 pyplot, so no display and no global state), and `save_figure` writes it. Tests inspect the
@@ -16,7 +16,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from evaluation.plot_axes import MIN_FRACTION_SPAN, MIN_PERCENT_SPAN, finite, loss_limits, widen_to
+from evaluation.calibration import ECE_BINS, reliability_bins
+from evaluation.plot_axes import MIN_FRACTION_SPAN, MIN_PERCENT_SPAN, finite, loss_limits, use_log_scale, widen_to
+from evaluation.selection import LOWER_IS_BETTER, SELECT_METRICS
 
 # Wrong predictions are drawn in this colour in the prediction grid.
 WRONG_COLOR = "tab:red"
@@ -42,19 +44,20 @@ def save_figure(figure: Figure, path: str, dpi: int = 100) -> None:
 
 # The val metric that picks best.pth (TEST.SELECT_METRIC), the metrics rows' keys that hold it (the
 # trained weights, their EMA and their SWA) and which way is better.
-BEST_KEYS = {"val_acc1": (("val_acc1", "val_acc1_ema", "val_acc1_swa"), max),
-             "verify_auc": (("verify_auc", "verify_auc_ema", "verify_auc_swa"), max),
-             "verify_eer": (("verify_eer", "verify_eer_ema", "verify_eer_swa"), min)}
+BEST_KEYS = {metric: ((metric, f"{metric}_ema", f"{metric}_swa"), min if metric in LOWER_IS_BETTER else max)
+             for metric in SELECT_METRICS}
 WEIGHT_SUFFIXES = (("", ""), ("_ema", " (EMA)"), ("_swa", " (SWA)"))  # TRAIN.EMA, TRAIN.SWA
 BEST_COLOR = "tab:gray"
 
 
 def best_epoch(rows: Sequence[dict], select_metric: str) -> tuple[int, float] | None:
     """(epoch counted from 1, value) where `select_metric` was best, as best.pth is chosen: the
-    best of any weights, the first epoch on a tie; None when no row has the metric."""
+    best of any weights, the first epoch on a tie; None when no row has the metric (a NaN, the
+    log-loss of a diverged epoch, is none)."""
     keys, best_of = BEST_KEYS[select_metric]
-    scored = [(row["epoch"] + 1, max(values) if best_of is max else min(values))
-              for row in rows for values in [[row[key] for key in keys if row.get(key) is not None]] if values]
+    scored = [(row["epoch"] + 1, max(values) if best_of is max else min(values)) for row in rows
+              for values in [[row[key] for key in keys if row.get(key) is not None and not math.isnan(row[key])]]
+              if values]
     if not scored:
         return None
     value = best_of(value for _, value in scored)
@@ -101,7 +104,7 @@ def curves_figure(rows: Sequence[dict], title: str = "", train_loss: str = "", v
                 label = f"{metric.upper() if name == 'verify' else split}{weights}"  # val (EMA), AUC (EMA)
                 values += _plot_metric(axis, rows, key + suffix, label)
         if "loss" in name and len(finite(values)) and loss_limits(values)[2]:  # a spike of 30 over a loss of 0.1
-            axis.set_yscale("log")
+            use_log_scale(axis)
         widen_to(axis, values, MIN_PERCENT_SPAN if name == "acc1" else MIN_FRACTION_SPAN if name == "verify" else 0)
         if best is not None:
             epoch, value = best
@@ -250,4 +253,26 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float, float]], t
     axis.set_ylabel("true accept rate (TPR)")
     axis.grid(alpha=0.3, which="both")
     axis.legend(loc="lower right")
+    return figure
+
+
+def reliability_figure(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS, title: str = "") -> Figure:
+    """The reliability diagram: the accuracy of the predictions in each of `bins` equal-width
+    confidence bins as a bar, against the diagonal where accuracy equals confidence; a bar below
+    it is overconfident. The legend gives the expected calibration error, `title` names the run."""
+    binned = reliability_bins(confidences, correct, bins)
+    figure = Figure(figsize=(5.5, 5), layout="constrained")
+    axis = figure.subplots()
+    if title:
+        axis.set_title(title, fontsize=10)
+    filled = binned.counts > 0
+    axis.bar(binned.edges[:-1][filled], binned.accuracy[filled], width=np.diff(binned.edges)[filled], align="edge",
+             edgecolor="black", alpha=0.8, label=f"accuracy (ECE {binned.expected_calibration_error:.4f})")
+    axis.plot([0, 1], [0, 1], color="gray", linestyle="--", label="calibrated: accuracy = confidence")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel(f"confidence (top-1 probability, {bins} bins)")
+    axis.set_ylabel("accuracy")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left")
     return figure

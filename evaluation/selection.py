@@ -2,12 +2,17 @@
 and the run's best so far."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-# Metric name -> the key of one set of weights' val scores (engine.epoch_scores.score_weights) that holds it.
-SELECT_METRICS = {"val_acc1": "acc1", "verify_auc": "verify_auc", "verify_eer": "verify_eer"}
-# Error rates improve downwards; accuracies and areas upwards.
-LOWER_IS_BETTER = frozenset({"verify_eer"})
+from evaluation import competition_metrics
+
+# Metric name -> the key of one set of weights' val scores (engine.epoch_scores.score_weights) that
+# holds it; the competition metrics (TEST.METRICS) are there when computed.
+SELECT_METRICS = {"val_acc1": "acc1", "verify_auc": "verify_auc", "verify_eer": "verify_eer",
+                  **{f"val_{name}": name for name in competition_metrics.METRIC_NAMES}}
+# Error rates, losses and calibration errors improve downwards; accuracies and areas upwards.
+LOWER_IS_BETTER = frozenset({"verify_eer", *(f"val_{name}" for name in competition_metrics.LOWER_IS_BETTER)})
 # The weights a checkpoint can score and ship (trained, their EMA, their SWA), as the log names them.
 WEIGHT_LABELS = {"model": "trained", "ema": "EMA", "swa": "SWA"}
 
@@ -18,22 +23,27 @@ def selected_score(stats: dict, metric: str) -> float:
 
 
 def is_better(value: float, best: float | None, metric: str) -> bool:
-    """Whether `value` beats `best` (None: nothing yet, so any value does) for `metric`; a tie does not."""
-    if best is None:
+    """Whether `value` beats `best` (None: nothing yet, so any value does) for `metric`; a tie does
+    not. NaN (the log-loss of a diverged model) beats nothing, and anything beats it."""
+    if best is None or (math.isnan(best) and not math.isnan(value)):
         return True
     return value < best if metric in LOWER_IS_BETTER else value > best
 
 
 # How the log names each metric.
-METRIC_LABELS = {"val_acc1": "val acc@1", "verify_auc": "verify AUC", "verify_eer": "verify EER"}
+METRIC_LABELS = {"val_acc1": "val acc@1", "verify_auc": "verify AUC", "verify_eer": "verify EER",
+                 "val_macro_f1": "val macro-F1", "val_log_loss": "val log-loss", "val_ece": "val ECE",
+                 "val_top_k_accuracy": "val top-k-accuracy"}
+# Metrics logged as plain numbers, not in % (verify_eer is a fraction logged in %).
+PLAIN_NUMBER_METRICS = frozenset({"verify_auc", "val_macro_f1", "val_log_loss", "val_ece"})
 
 
 def format_score(value: float | None, metric: str) -> str:
-    """For the log: val_acc1 (a percentage) and verify_eer (a fraction) in %, verify_auc as a
-    fraction; 'none' before the first epoch."""
+    """For the log: val_acc1 and val_top_k_accuracy (percentages) and verify_eer (a fraction) in
+    %, the others (AUC, macro-F1, log-loss, ECE) as plain numbers; 'none' before the first epoch."""
     if value is None:
         return "none"
-    if metric == "verify_auc":
+    if metric in PLAIN_NUMBER_METRICS:
         return f"{value:.4f}"
     return f"{100 * value:.2f}%" if metric == "verify_eer" else f"{value:.2f}%"
 

@@ -1,17 +1,19 @@
 """Run a grid of configs one after another and compare them.
 
-    python scripts/sweep.py --cfg CFG --grid KEY=V1,V2,... [--grid KEY2=...] [--name NAME]
+    python scripts/sweep.py --cfg CFG --grid KEY=V1,V2,... [--grid KEY2=...] [--folds K] [--name NAME]
                             [--batch-size N] [--data-path P] [--output DIR] [--device D] [--opts KEY VALUE ...]
 
 Every combination of the grids' values is one run of main.py, tagged by its values (e.g.
-lr0.001), under OUTPUT/sweeps/NAME, in the W&B group NAME. Every combination is checked before
-the first run starts. Running the same command again skips the finished runs and resumes an
-interrupted one; a failing run does not stop the sweep. Running it twice at once shares the
-runs out: a run whose folder the other holds is left to it, then read (or resumed, if it did not
-finish) once it ends. At the end, compare.png and compare.csv (scripts/compare.py) are written
-into the sweep folder, and logged to a "comparison" run of the W&B group (unless WANDB.MODE is
-disabled). Sweeps keep only best.pth (SAVE.CHECKPOINTS best) unless the config or
---opts choose otherwise.
+lr0.001), under OUTPUT/sweeps/NAME, in the W&B group NAME. `--folds K` trains the K folds of
+K-fold cross-validation: it is `--grid DATA.FOLD=0,...,K-1` with `--opts DATA.FOLDS K` (runs
+fold0 ... fold<K-1>, in a sweep named e.g. lenet_digits-folds5); scripts/folds.py then assembles
+their out-of-fold predictions. Every combination is checked before the first run starts. Running
+the same command again skips the finished runs and resumes an interrupted one; a failing run
+does not stop the sweep. Running it twice at once shares the runs out: a run whose folder the
+other holds is left to it, then read (or resumed, if it did not finish) once it ends. At the
+end, compare.png and compare.csv (scripts/compare.py) are written into the sweep folder, and
+logged to a "comparison" run of the W&B group (unless WANDB.MODE is disabled). Sweeps keep only
+best.pth (SAVE.CHECKPOINTS best) unless the config or --opts choose otherwise.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from config import flatten, get_config, get_default_config, opts_from_flags, resolve_key_path  # noqa: E402
-from engine.run_dir import experiment_dir, is_run_folder  # noqa: E402
+from engine.run_dir import experiment_dir, fold_label, is_run_folder, tag_with_fold  # noqa: E402
 from engine.run_lock import live_holder  # noqa: E402
 from engine.summary import read_summary  # noqa: E402
 from engine.wandb_run import log_comparison  # noqa: E402
@@ -45,8 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineErrorParser("python scripts/sweep.py",
                                 description="Train every combination of config values and compare the runs.")
     parser.add_argument("--cfg", required=True, help="the YAML config every run starts from")
-    parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="a config key and its values; repeat for a Cartesian product")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="train the K folds of K-fold cross-validation: --grid DATA.FOLD=0,...,K-1 with "
+                             "--opts DATA.FOLDS K")
     parser.add_argument("--name", help="the sweep's folder under OUTPUT/sweeps and its W&B group "
                                        "(default: the model and data set the runs train, and the grid's keys, "
                                        "e.g. lenet_digits-lr)")
@@ -54,7 +59,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("--data-path", "--output", "--device"):
         parser.add_argument(flag, help=f"passed to main.py {flag}")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE pairs for every run")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.grid and args.folds is None:
+        parser.error("give at least one --grid KEY=V1,V2,..., or --folds K")
+    return args
+
+
+def with_folds(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with `--folds K` spelt out as --grid DATA.FOLD=0,...,K-1 and --opts DATA.FOLDS K."""
+    if args.folds is None:
+        return args
+    if args.folds < 2:
+        raise UserError(f"--folds must be 2 or more folds; got {args.folds}")
+    grid = parse_grid(args.grid)
+    if "DATA.FOLD" in [key for key, _ in grid]:
+        raise UserError(f"--folds {args.folds} and --grid DATA.FOLD both choose the folds to train; give one")
+    chosen = run_config(args, args.opts).DATA.FOLDS
+    if chosen not in (0, args.folds):
+        raise UserError(f"--folds {args.folds} and --opts DATA.FOLDS {chosen} disagree; give the number of folds "
+                        f"once")
+    folds = ",".join(str(fold) for fold in range(args.folds))
+    return argparse.Namespace(**{**vars(args), "grid": [*args.grid, f"DATA.FOLD={folds}"],
+                                 "opts": [*args.opts, "DATA.FOLDS", str(args.folds)]})
 
 
 def split_values(text: str) -> list[str]:
@@ -140,14 +166,18 @@ def run_config(args: argparse.Namespace, opts: list[str], output: str | None = N
 
 def default_sweep_name(base, names: dict[str, str]) -> str:
     """<model>_<dataset>-<grid keys> of what the runs train (the config after --opts), e.g.
-    lenet_digits-lr; a part the grid varies is left to the keys (digits-model-lr)."""
+    lenet_digits-lr; a part the grid varies is left to the keys (digits-model-lr). The folds of
+    DATA.FOLDS K read folds<K> (lenet_digits-folds5)."""
     trained = "_".join(value for key, value in (("MODEL.NAME", base.MODEL.NAME), ("DATA.DATASET", base.DATA.DATASET))
                        if key not in names)
-    return "-".join(part for part in (trained, *names.values()) if part)
+    keys = [f"folds{base.DATA.FOLDS}" if key == "DATA.FOLD" and base.DATA.FOLDS else name
+            for key, name in names.items()]
+    return "-".join(part for part in (trained, *keys) if part)
 
 
 def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict]]]:
     """(sweep folder, [(run folder, main.py argv, flat config)]), every run's config checked."""
+    args = with_folds(args)
     grid = parse_grid(args.grid)
     names = short_names([key for key, _ in grid])
     base = run_config(args, args.opts, output=args.output)
@@ -162,7 +192,9 @@ def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict
         tag = run_tag(combination, names)
         opts = run_opts(args, sweep_dir, name, tag, combination, checkpoints)
         argv, cfg = main_argv(args, opts), run_config(args, opts)
-        runs.append((os.path.join(experiment_dir(sweep_dir, cfg.MODEL.NAME, cfg.DATA.DATASET), tag), argv,
+        # main.py names a fold run's folder for its fold, unless the tag already does (fold2).
+        folder = tag_with_fold(tag, fold_label(cfg.DATA.FOLDS, cfg.DATA.FOLD))
+        runs.append((os.path.join(experiment_dir(sweep_dir, cfg.MODEL.NAME, cfg.DATA.DATASET), folder), argv,
                      flatten(cfg)))
     folders = [folder for folder, _, _ in runs]
     if len(set(folders)) < len(folders):

@@ -448,7 +448,8 @@ def test_eval_and_predict_without_cfg_use_the_checkpoints_own_data_set(tmp_path,
     assert f"acc@1 {best_val:.2f}%" in out
     (eval_dir,) = [name for name in os.listdir(folder) if name.startswith("eval-")]
     files = sorted(os.listdir(folder / eval_dir))
-    assert files == ["confusion.png", "per_class.csv", "predictions.png", "submission.csv", "val_predictions.csv"]
+    assert files == ["calibration.png", "confusion.png", "per_class.csv", "predictions.png", "submission.csv",
+                     "test_probs.csv", "val_predictions.csv", "val_probs.csv"]
     assert (folder / eval_dir / "submission.csv").read_text() == (folder / "submission.csv").read_text()
     names = pd.read_csv(folder / eval_dir / "per_class.csv")["name"].tolist()
     assert names[:3] == ["airplane", "automobile", "bird"]  # from the data set's meta file
@@ -463,11 +464,11 @@ def test_a_shuffled_val_loader_still_reports_predictions_in_split_order(tmp_path
     assert list(predictions["id"]) == list(range(359)) and list(predictions["true"]) == list(labels)
 
 
-def test_predict_alone_writes_only_the_submission(tmp_path, cifar10_root, capsys):
+def test_predict_alone_writes_only_the_submission_and_its_probabilities(tmp_path, cifar10_root, capsys):
     folder = train_cifar(tmp_path, cifar10_root)
     assert main.main(["--resume", str(folder / "last.pth"), "--predict", "--device", "cpu"]) == 0
     (eval_dir,) = [name for name in os.listdir(folder) if name.startswith("eval-")]
-    assert os.listdir(folder / eval_dir) == ["submission.csv"]
+    assert sorted(os.listdir(folder / eval_dir)) == ["submission.csv", "test_probs.csv"]
     assert len((folder / eval_dir / "submission.csv").read_text().splitlines()) == 11
 
 

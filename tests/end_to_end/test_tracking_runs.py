@@ -30,7 +30,8 @@ def test_a_default_run_without_a_login_logs_offline_with_its_pictures_and_summar
     assert f"wandb sync {offline_dir}" in out
     # W&B keeps each logged picture as files/media/images/<name>_<step>_<hash>.png.
     media = Path(offline_dir) / "files" / "media"
-    assert {name.split("_")[0] for name in os.listdir(media / "images")} == {"curves", "predictions", "confusion"}
+    assert {name.split("_")[0] for name in os.listdir(media / "images")} == {"curves", "predictions", "confusion",
+                                                                            "calibration"}
     (table_file,) = (media / "table").glob("run_summary_*.table.json")
     table = json.loads(table_file.read_text())
     (row,) = [dict(zip(table["columns"], cells)) for cells in table["data"]]

@@ -29,8 +29,8 @@ def run_from(checkpoint, mode_flag: str, tta: str):
 def test_eval_with_tta_says_so_and_writes_the_report(checkpoint, capsys):
     eval_dir = run_from(checkpoint, "--eval", "hflip")
     assert "digits val (359 images) with TTA hflip (2 views): loss" in capsys.readouterr().out
-    assert sorted(os.listdir(eval_dir)) == ["confusion.png", "per_class.csv", "predictions.png",
-                                            "val_predictions.csv"]
+    assert sorted(os.listdir(eval_dir)) == ["calibration.png", "confusion.png", "per_class.csv", "predictions.png",
+                                            "val_predictions.csv", "val_probs.csv"]
 
 
 def test_predict_with_five_crop_writes_one_row_per_test_image(checkpoint, capsys):

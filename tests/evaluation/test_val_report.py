@@ -1,4 +1,4 @@
-"""The val report: which images the grid shows, accuracy per class, and the four files it writes."""
+"""The val report: which images the grid shows, accuracy per class, and the five files it writes."""
 import math
 
 import numpy as np
@@ -73,13 +73,14 @@ def report(tmp_path_factory):
     return tmp_path, predictions, paths
 
 
-def test_write_val_report_writes_the_two_pictures_and_returns_their_paths(report):
+def test_write_val_report_writes_the_three_pictures_and_returns_their_paths(report):
     folder, _, paths = report
-    assert paths == {"predictions": str(folder / "predictions.png"), "confusion": str(folder / "confusion.png")}
-    for name in ("predictions.png", "confusion.png"):
+    assert paths == {"predictions": str(folder / "predictions.png"), "confusion": str(folder / "confusion.png"),
+                     "calibration": str(folder / "calibration.png")}
+    for name in ("predictions.png", "confusion.png", "calibration.png"):
         assert (folder / name).read_bytes()[:8] == PNG_MAGIC
     assert sorted(path.name for path in folder.iterdir()) == [
-        "confusion.png", "per_class.csv", "predictions.png", "val_predictions.csv"]
+        "calibration.png", "confusion.png", "per_class.csv", "predictions.png", "val_predictions.csv"]
 
 
 def test_per_class_csv_has_one_row_per_class_with_blank_accuracy_for_a_class_without_images(report):

@@ -1,0 +1,80 @@
+"""Ensemble runs: average their saved class probabilities, and score the blend on val against
+each member.
+
+    python scripts/ensemble.py RUN_OR_SWEEP... [--weights w1,w2,...|auto] [--out DIR]
+                               [--format label|probs|topk] [--topk K]
+
+Each RUN_OR_SWEEP is a run folder (one member: the val_probs.csv and test_probs.csv it wrote when
+it finished, or those of its newest eval-<time> folder from `main.py --eval --predict`), or a
+folder of runs: each ordinary run in it is a member, and the fold runs of a K-fold sweep are one
+member (their out-of-fold rows as val, their mean test probabilities). Members must share the
+classes, the test ids (in order) and the val images. --weights gives one number of 0 or more per
+member, in the order the members are printed (normalised to sum to 1; default: equal); `auto` fits
+them on val to the lowest log-loss, which makes the ensemble's val score optimistic.
+
+Writes into DIR (default: ensemble-<time> in the current folder) submission.csv (in --format,
+default the first member's SUBMISSION.FORMAT, with its header and ids), test_probs.csv,
+val_probs.csv, ensemble.csv (one row per member and one for the ensemble: weight, val acc@1,
+macro-F1, log-loss) and ensemble.png (members against the ensemble), and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.run_dir import is_run_folder, new_timestamped_dir  # noqa: E402
+from evaluation.submission import SUBMISSION_FORMATS  # noqa: E402
+from studies.compare import markdown_table  # noqa: E402
+from studies.ensemble import (check_submission_choice, ensemble_members, find_members, parse_weights,  # noqa: E402
+                              write_ensemble_outputs)
+from utils.cli import OneLineErrorParser, positive_int  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = OneLineErrorParser("python scripts/ensemble.py",
+                                description="Average the saved class probabilities of several runs or fold sweeps "
+                                            "into one submission, scored on val against each member.")
+    parser.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP", help="run folders, or folders of runs")
+    parser.add_argument("--weights", help="w1,w2,...: one weight of 0 or more per member (normalised to sum to 1; "
+                                          "default: equal), or auto: fitted on val to the lowest log-loss")
+    parser.add_argument("--out", help="where to write the ensemble (default: ensemble-<time> in the current folder)")
+    parser.add_argument("--format", choices=SUBMISSION_FORMATS, dest="submission_format",
+                        help="submission.csv's rows (default: the first member's SUBMISSION.FORMAT)")
+    parser.add_argument("--topk", type=positive_int, metavar="K",
+                        help="classes per row of --format topk (default: the first member's SUBMISSION.TOPK)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        members = find_members(args.paths)
+        weights = parse_weights(args.weights, len(members))
+        check_submission_choice(args.submission_format, args.topk, members)
+        out = args.out or new_timestamped_dir(os.getcwd(), prefix="ensemble-")
+        if is_run_folder(out):
+            # Its own test_probs.csv, val_probs.csv and submission.csv would be overwritten.
+            raise UserError(f"--out {out} is a run's folder; give a folder of its own for the ensemble")
+        result = ensemble_members(members, weights)
+        written = write_ensemble_outputs(result, out, args.submission_format, args.topk)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for member in members:
+        print(member.source)
+    print(markdown_table(result.table))
+    if result.fitted:
+        fitted = ", ".join(f"{member.name} {weight:.4f}" for member, weight in zip(members, result.weights))
+        print(f"fitted weights (lowest val log-loss): {fitted}")
+        print("warning: the ensemble's val score is optimistic: its weights were fitted on the same val rows",
+              file=sys.stderr)
+    print(f"wrote {', '.join(written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -55,7 +55,10 @@ def draw_series(axis: Axes, metric: str, series: Sequence[Series], marker: str |
     """Draw each series in `axis` with readable limits; returns {legend label: line} for the legend."""
     lines = {}
     kept = [value for line in series if not line.diverged for value in line.y]
-    if not len(finite(kept)):  # every run diverged: let all of them decide
+    if len(finite(kept)):  # a diverged run's points inside the others' range (or below it) count too
+        ceiling = finite(kept).max()
+        kept += [value for line in series if line.diverged for value in finite(line.y) if value <= ceiling]
+    else:  # every run diverged: let all of them decide
         kept = [value for line in series for value in line.y]
     top = None
     if is_loss(metric) and len(finite(kept)):

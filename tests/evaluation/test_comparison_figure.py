@@ -118,6 +118,16 @@ def test_a_diverged_run_does_not_flatten_the_others_and_is_clipped_with_a_marker
     assert list(clipped_val[0].get_xdata()) == [1, 2, 3]  # NaN is drawn on the edge too
 
 
+def test_a_diverged_run_that_comes_back_below_the_others_stays_inside_the_axis():
+    curves = {"calm": [{"epoch": epoch, "train_loss": loss} for epoch, loss in enumerate((2.4, 4.2, 1.9))],
+              "wild": [{"epoch": epoch, "train_loss": loss} for epoch, loss in enumerate((2.0, 40.0, 0.87))]}
+    axis = comparison_figure(curves, ["train_loss"], diverged=["wild"]).axes[0]
+    bottom, top = axis.get_ylim()
+    assert bottom < 0.87 and top < 40.0
+    wild = [line for line in axis.get_lines() if line.get_label() == "wild (diverged)"][0]
+    assert list(wild.get_ydata()) == [2.0, top, 0.87]
+
+
 def test_loss_axes_turn_logarithmic_when_the_kept_runs_span_more_than_a_decade():
     curves = {"fast": metrics_rows(3, loss_scale=0.01), "slow": metrics_rows(3)}
     loss_axis = comparison_figure(curves, ["train_loss"]).axes[0]

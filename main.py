@@ -70,9 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                          "that run; a file outside every run folder forks a new one")
     parser.add_argument("--eval", action="store_true",
                         help="EVAL_MODE: evaluate the --resume checkpoint on the val split; writes a report "
-                             "into an eval-<time> folder beside it")
+                             "and val_probs.csv into an eval-<time> folder beside it")
     parser.add_argument("--predict", action="store_true",
-                        help="write submission.csv from the --resume checkpoint into an eval-<time> folder beside it")
+                        help="write submission.csv and test_probs.csv from the --resume checkpoint into an "
+                             "eval-<time> folder beside it")
     parser.add_argument("--sample-submission", metavar="FILE",
                         help="the competition's sample_submission.csv: submission.csv (of --predict, or of the run "
                              "trained) must match its header, ids and order; one that does not is kept as "

@@ -39,7 +39,7 @@ def evaluate_val_in_order(parts: TrainingParts) -> dict:
     rank, world_size = rank_and_size()
     loader = loaders.make_loader("val", ShardSampler(len(loaders.val_dataset), rank, world_size))
     return evaluate(parts.forward_model, parts.normalize, loader, parts.criterion, parts.setup,
-                    keep_predictions=True, tta=parts.tta)
+                    keep_predictions=True, tta=parts.tta, competition=parts.competition)
 
 
 def report_on_val(parts: TrainingParts, out_dir: str | None, title: str = "") -> tuple[dict, dict[str, str]]:

@@ -18,7 +18,7 @@ from engine.parts import TrainingParts
 from engine.run_dir import log_outputs, new_timestamped_dir
 from evaluation.embeddings import embed_items, write_embeddings
 from evaluation.evaluate import predict_log_probs
-from evaluation.selection import WEIGHT_LABELS
+from evaluation.selection import METRIC_LABELS, WEIGHT_LABELS, format_score
 from evaluation.submission import SampleSubmission
 from evaluation.tta import num_views
 from utils.checkpoint_io import load_checkpoint
@@ -90,8 +90,10 @@ def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], e
         subset = parts.loaders.subsets.get("val")
         images = (f"a subset: {subset[0]:,} of {subset[1]:,} images, DATA.VAL_SUBSET" if subset
                   else f"{len(parts.loaders.val_dataset)} images")
-        logger.info("%s on %s val (%s)%s: loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%", path, cfg.DATA.DATASET, images,
-                    with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"])
+        competition = "".join(f"  {METRIC_LABELS['val_' + name]} {format_score(metrics[name], 'val_' + name)}"
+                              for name in (parts.competition.names if parts.competition else ()))
+        logger.info("%s on %s val (%s)%s: loss %.4f  acc@1 %.2f%%  acc@5 %.2f%%%s", path, cfg.DATA.DATASET, images,
+                    with_tta, metrics["loss"], metrics["acc1"], metrics["acc5"], competition)
         report_verification(parts, out_dir, logger, weights, title)
     if write_predictions:
         if temperature is None:  # without --eval, val is scored only for auto to fit on

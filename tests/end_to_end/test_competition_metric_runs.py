@@ -12,7 +12,8 @@ from tests.end_to_end.test_resume import quickstart, read_metrics, run_dir
 METRICS = ("macro_f1", "log_loss", "ece")
 
 
-def test_best_pth_is_the_epoch_with_the_lowest_log_loss_and_every_epoch_records_the_metrics(tmp_path, monkeypatch):
+def test_best_pth_is_the_epoch_with_the_lowest_log_loss_and_every_epoch_records_the_metrics(tmp_path, monkeypatch,
+                                                                                              capsys):
     # Epoch 1 scores the lower acc@1 and the lower log-loss: selection by val_acc1 would keep epoch 2.
     scripted, computed = iter([(10.0, 0.2), (90.0, 0.7)]), []
     real_evaluate = evaluation.evaluate.evaluate
@@ -48,3 +49,10 @@ def test_best_pth_is_the_epoch_with_the_lowest_log_loss_and_every_epoch_records_
     assert "log-loss 0.2000" in log and "best log-loss 0.2000" in log and "macro-F1" in log and "ECE" in log
     assert "best val log-loss 0.2000" in log
     assert (folder / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.undo()
+
+    # --eval of best.pth scores the same metrics, from the checkpoint's own config.
+    import main
+    assert main.main(["--eval", "--resume", str(folder / "best.pth"), "--device", "cpu"]) == 0
+    eval_log = [line for line in capsys.readouterr().out.splitlines() if "best.pth on digits val" in line]
+    assert len(eval_log) == 1 and all(label in eval_log[0] for label in ("val macro-F1", "val log-loss", "val ECE"))

@@ -457,6 +457,12 @@ def loader_factory(datasets: dict[str, ImageDataset], cached: dict, batch_augmen
     return make_loader
 
 
+def split_notes(cfg, splits: Splits, num_val: int, subsets: dict[str, tuple[int, int]]) -> list[str]:
+    """The log's lines on how the splits were cut: the fold that validates, images left out, subsets."""
+    fold = [fold_log_line(cfg.DATA.FOLD, cfg.DATA.FOLDS, num_val)] if cfg.DATA.FOLDS else []
+    return fold + left_out_notes(splits) + [subset_log_line(split, *counts) for split, counts in subsets.items()]
+
+
 def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Loaders:
     """Load DATA.DATASET and wrap its train, val and test splits in loaders for process `rank`
     of `world_size`, training on `device` (the CPU when None).
@@ -472,7 +478,6 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     """
     device = device or torch.device("cpu")
     spec = get_dataset_spec(cfg.DATA.DATASET)
-    img_size = cfg.DATA.IMG_SIZE
     splits, class_names = spec.load(data_source(cfg))
     stored_size = splits["train"][0].image_size
     augmentation = build_train_augmentation(cfg, stored_size, device)
@@ -488,7 +493,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     num_classes = train_dataset.num_classes
     cache = cfg.DATA.CACHE
     # Every split but train is read at the model's size.
-    sizes = {split: augmentation.input_size if split == "train" else img_size for split in datasets}
+    sizes = {split: augmentation.input_size if split == "train" else cfg.DATA.IMG_SIZE for split in datasets}
     num_workers = resolve_num_workers(cfg.DATA.NUM_WORKERS)
     # The cache is filled once, before training, on every core the loader workers would have had.
     cache_threads = resolve_num_workers(-1)
@@ -504,7 +509,6 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
     # Dropping a ragged last batch keeps BatchNorm away from batches of one image.
     drop_last = len(train_sampler) > cfg.DATA.BATCH_SIZE
     test_ids, test_ids_from_data = test_image_ids(test_dataset, cfg.DATA.DATA_PATH)
-    fold_note = [fold_log_line(cfg.DATA.FOLD, cfg.DATA.FOLDS, len(val_dataset))] if cfg.DATA.FOLDS else []
     return Loaders(
         train_loader=make_loader("train", train_sampler, drop_last=drop_last),
         val_loader=make_loader("val", val_sampler),
@@ -515,8 +519,7 @@ def build_loader(cfg, rank: int = 0, world_size: int = 1, device: torch.device |
         pipeline=f"train images {describe_source(cache, device, num_workers)}, {augmentation.description}",
         val_ids=image_ids(val_dataset, stored_split(splits, val_dataset), cfg.DATA.DATA_PATH),
         test_ids=test_ids, test_ids_from_data=test_ids_from_data,
-        notes=(fold_note + left_out_notes(splits)
-               + [subset_log_line(split, *counts) for split, counts in subsets.items()]
+        notes=(split_notes(cfg, splits, len(val_dataset), subsets)
                + [note for note in (cache_note, sampler_note) if note]),
         verify_pairs=verify_pairs, verify_test_pairs=verify_test_pairs,
         holdout_dataset=datasets.get("holdout"), subsets=subsets)

@@ -14,7 +14,6 @@ outside its image folder and an image named twice are refused in one line, befor
 """
 from __future__ import annotations
 
-import csv
 import os
 import re
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from torchvision.transforms.v2 import InterpolationMode
 
 from data.image_files import ImageFileStore, check_test_images, list_image_files, path_inside, readable_only
+from utils.csv_rows import read_csv_rows
 from utils.errors import UserError
 
 # A label in plain decimal notation: "3", "-2", "0.50", ".5", "7.". Exponents are left out on purpose:
@@ -64,25 +64,7 @@ def read_table(path: str, key: str, columns: list[str]) -> CsvColumns:
     Blank lines are skipped; a row with more or fewer cells than the header is refused."""
     if not os.path.isfile(path):
         raise UserError(f"{key}: {path} does not exist; set {key} (relative to DATA.DATA_PATH)")
-    rows, lines = [], []
-    # utf-8-sig: a byte-order mark, as spreadsheet programs write, is not part of the first column's name.
-    with open(path, encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file)
-        try:
-            header = next(reader, None)
-            end_of_last_row = reader.line_num
-            for row in reader:
-                # A row may span lines (a quoted cell holding a line break): it starts after the last one.
-                if len(row) > 1 or (row and row[0].strip()):
-                    rows.append(row)
-                    lines.append(end_of_last_row + 1)
-                end_of_last_row = reader.line_num
-        except csv.Error as error:
-            raise UserError(f"{path}:{reader.line_num}: not a readable CSV line ({error}); check the quotes, "
-                            f"or set {key} to the right file") from error
-        except UnicodeDecodeError as error:
-            raise UserError(f"{key}: {path} is not a UTF-8 text file ({error.reason}); save it as UTF-8 CSV, or set "
-                            f"{key} to the right file") from error
+    header, rows, lines = read_csv_rows(path, key)
     if not header:
         raise UserError(f"{key}: {path} is empty; it needs a header line naming its columns")
     missing = [column for column in columns if column not in header]

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from utils import csv_rows
 from utils.errors import UserError
 
 ID_COLUMN = "id"
@@ -111,24 +112,7 @@ def read_csv_rows(path: str, what: str, expected: str) -> tuple[list[str], list[
     the file when it is missing or is no UTF-8 CSV."""
     if not os.path.isfile(path):
         raise UserError(f"{what} {path} does not exist; give the path of {expected}")
-    rows, lines = [], []
-    # utf-8-sig: a byte-order mark, as spreadsheet programs write, is not part of the first column's name.
-    with open(path, encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file)
-        try:
-            header = next(reader, None)
-            end_of_last_row = reader.line_num
-            for row in reader:
-                # A row may span lines (a quoted cell holding a line break): it starts after the last one.
-                if len(row) > 1 or (row and row[0].strip()):
-                    rows.append(row)
-                    lines.append(end_of_last_row + 1)
-                end_of_last_row = reader.line_num
-        except csv.Error as error:
-            raise UserError(f"{path}:{reader.line_num}: not a readable CSV line ({error}); check the quotes") from None
-        except UnicodeDecodeError as error:
-            raise UserError(f"{path} is not a UTF-8 text file ({error.reason}); save it as UTF-8 CSV") from None
-    return header or [], rows, lines
+    return csv_rows.read_csv_rows(path)
 
 
 def _check_classes(path: str, classes: list[str], expected: Sequence[str] | None) -> None:

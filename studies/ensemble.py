@@ -162,23 +162,24 @@ def read_fold_member(name: str, folder: str, fold_run_dirs: Sequence[str]) -> Me
                   f"{name}: out-of-fold rows of {len(result.folds)} folds and their mean test probabilities")
 
 
+def first_difference(theirs: Sequence[str], ours: Sequence[str], missing: str) -> tuple[int, str, str]:
+    """(position, their item, our item) where two different lists first differ; a list that ends
+    first shows `missing` there."""
+    at = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+    return (at, repr(theirs[at]) if at < len(theirs) else missing, repr(ours[at]) if at < len(ours) else missing)
+
+
 def check_members(members: Sequence[Member]) -> None:
     """UserError, naming the members and the first difference, unless every member predicts the
     classes, test ids (in order) and val images (by id, with the same true classes) of the first."""
     first = members[0]
     for member in members[1:]:
         if member.val.class_names != first.val.class_names:
-            at = next((i for i, (a, b) in enumerate(zip(member.val.class_names, first.val.class_names)) if a != b),
-                      min(len(member.val.class_names), len(first.val.class_names)))
-            theirs = repr(member.val.class_names[at]) if at < len(member.val.class_names) else "no class"
-            ours = repr(first.val.class_names[at]) if at < len(first.val.class_names) else "no class"
+            at, theirs, ours = first_difference(member.val.class_names, first.val.class_names, "no class")
             raise UserError(f"{member.name} has {theirs} as class {at + 1} where {first.name} has {ours}: "
                             f"ensemble members must predict the same classes, in the same order")
         if member.test.ids != first.test.ids:
-            at = next((i for i, (a, b) in enumerate(zip(member.test.ids, first.test.ids)) if a != b),
-                      min(len(member.test.ids), len(first.test.ids)))
-            theirs = repr(member.test.ids[at]) if at < len(member.test.ids) else "no row"
-            ours = repr(first.test.ids[at]) if at < len(first.test.ids) else "no row"
+            at, theirs, ours = first_difference(member.test.ids, first.test.ids, "no row")
             raise UserError(f"{member.name}'s test_probs.csv holds {theirs} at row {at + 1} where {first.name}'s "
                             f"holds {ours}: ensemble members must predict the same test ids in the same order")
         check_same_val_images(first, member)

@@ -81,6 +81,22 @@ def repeat_batch(images: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[
         yield images, targets
 
 
+def free_after_out_of_memory(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Drop the gradients and cached blocks a step that ran out of memory left behind."""
+    optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def throughput_row(batch_size: int, model_seconds: float, loader_seconds: float, memory: dict) -> dict:
+    """One row of the scan: images/s and ms per step of the model alone and with the loader, and `memory`."""
+    return {"batch_size": batch_size,
+            "model_images_per_sec": batch_size / model_seconds, "model_ms_per_step": 1000 * model_seconds,
+            "loader_images_per_sec": batch_size / loader_seconds, "loader_ms_per_step": 1000 * loader_seconds,
+            **memory}
+
+
 def scan_throughput(model: nn.Module, normalize: nn.Module, criterion, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, setup: DeviceSetup,
                     make_loader: Callable[[int, int], Iterable], batch_sizes: list[int], image_size: int,
@@ -127,20 +143,14 @@ def scan_throughput(model: nn.Module, normalize: nn.Module, criterion, optimizer
             loader_seconds = time_steps(iter(loader), step, device, warmup_steps, timed_steps)
             del loader
         except torch.cuda.OutOfMemoryError:
-            optimizer.zero_grad(set_to_none=True)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            free_after_out_of_memory(optimizer, device)
             logger.info("batch size %d: out of memory", batch_size)
             return ThroughputScan(rows, rows[-1]["batch_size"] if rows else None, batch_size)
         except ValueError as e:  # e.g. BatchNorm refuses to train on one value per channel
             optimizer.zero_grad(set_to_none=True)
             logger.info("batch size %d: skipped, the model cannot train on it (%s)", batch_size, e)
             continue
-        row = {"batch_size": batch_size,
-               "model_images_per_sec": batch_size / model_seconds, "model_ms_per_step": 1000 * model_seconds,
-               "loader_images_per_sec": batch_size / loader_seconds, "loader_ms_per_step": 1000 * loader_seconds,
-               **tensor_memory, **peak_memory(device)}
+        row = throughput_row(batch_size, model_seconds, loader_seconds, {**tensor_memory, **peak_memory(device)})
         rows.append(row)
         logger.info("batch size %d: %.0f images/s with the loader, %.0f the model alone (%.1f ms/step)",
                     batch_size, row["loader_images_per_sec"], row["model_images_per_sec"], row["model_ms_per_step"])

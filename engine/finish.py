@@ -24,8 +24,8 @@ from evaluation.evaluate import evaluate, predict_log_probs
 from evaluation.plots import roc_figure, save_figure
 from evaluation.probabilities import write_probs
 from evaluation.selection import WEIGHT_LABELS, BestSoFar
-from evaluation.submission import (SampleSubmission, write_checked_submission, write_probs_submission,
-                                   write_submission, write_topk_submission, write_verify_submission)
+from evaluation.submission import (SampleSubmission, submission_writer, write_checked_submission,
+                                   write_verify_submission)
 from evaluation.val_report import ValPredictions, grid_indices, write_val_report
 from utils.checkpoint_io import load_checkpoint
 from utils.distributed import broadcast_from_main, rank_and_size
@@ -93,14 +93,10 @@ def write_test_predictions(cfg, loaders: Loaders, log_probs: np.ndarray, tempera
     log_probs = log_probs if log_probs.size else np.zeros((0, len(class_names)), dtype=np.float32)
     probs = tempered_probabilities(log_probs, temperature)
     write_probs(os.path.join(out_dir, "test_probs.csv"), loaders.test_ids, probs, class_names)
-    columns, header = submission_columns(cfg, loaders), cfg.SUBMISSION.HEADER
-    writers = {
-        "label": partial(write_submission, predictions=log_probs.argmax(axis=1), header=header, **columns),
-        "probs": partial(write_probs_submission, probs=probs, class_names=class_names,
-                         id_column=header.split(",")[0], ids=columns["ids"]),
-        "topk": partial(write_topk_submission, probs=probs, k=cfg.SUBMISSION.TOPK, header=header, **columns),
-    }
-    write_checked_submission(os.path.join(out_dir, "submission.csv"), writers[cfg.SUBMISSION.FORMAT], sample)
+    columns = submission_columns(cfg, loaders)
+    write = submission_writer(cfg.SUBMISSION.FORMAT, probs, class_names, cfg.SUBMISSION.HEADER, columns["ids"],
+                              columns["class_names"], cfg.SUBMISSION.TOPK)
+    write_checked_submission(os.path.join(out_dir, "submission.csv"), write, sample)
 
 
 def report_verification(parts: TrainingParts, out_dir: str | None, logger, weights: str = "model",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -59,6 +60,21 @@ def write_topk_submission(path: str, probs: np.ndarray, k: int, header: str = "I
     top = top_k_classes(probs, k) if len(probs) else np.zeros((0, k), dtype=np.int64)
     labels = [" ".join(str(class_names[c]) if class_names is not None else str(c) for c in row) for row in top]
     _write_rows(path, header, zip(row_ids, labels))
+
+
+def submission_writer(submission_format: str, probs: np.ndarray, class_names: Sequence[str], header: str,
+                      ids: Sequence[str] | None, label_names: Sequence[str] | None, k: int) -> Callable[[str], None]:
+    """A function writing the submission of test probabilities `probs` to a path, in
+    `submission_format` (SUBMISSION.FORMAT: label, probs or topk) under `header`: rows named by
+    `ids` (None: their index), classes by `label_names` (None: their index)."""
+    writers = {
+        "label": partial(write_submission, predictions=probs.argmax(axis=1), header=header, ids=ids,
+                         class_names=label_names),
+        "probs": partial(write_probs_submission, probs=probs, class_names=class_names,
+                         id_column=header.split(",")[0], ids=ids),
+        "topk": partial(write_topk_submission, probs=probs, k=k, header=header, ids=ids, class_names=label_names),
+    }
+    return writers[submission_format]
 
 
 def write_verify_submission(path: str, similarities: Sequence[float], header: str = "Id,Category",

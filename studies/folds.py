@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ import yaml
 
 from config import flatten
 from evaluation.probabilities import ProbTable, read_probs, write_probs
-from evaluation.submission import write_probs_submission, write_submission, write_topk_submission
+from evaluation.submission import submission_writer
 from utils.bounded_yaml import load_yaml
 from utils.errors import UserError
 
@@ -219,12 +218,5 @@ def write_averaged_submission(path: str, test: ProbTable, config: dict[str, Any]
     header = config.get("SUBMISSION.HEADER", "Id,Category")
     ids = test.ids if config.get("SUBMISSION.ID") == "file" else None
     names = test.class_names if config.get("SUBMISSION.LABELS") == "name" else None
-    writers = {
-        "label": partial(write_submission, predictions=test.probs.argmax(axis=1), header=header, ids=ids,
-                         class_names=names),
-        "probs": partial(write_probs_submission, probs=test.probs, class_names=test.class_names,
-                         id_column=header.split(",")[0], ids=ids),
-        "topk": partial(write_topk_submission, probs=test.probs, k=int(config.get("SUBMISSION.TOPK", 5)),
-                        header=header, ids=ids, class_names=names),
-    }
-    writers[config.get("SUBMISSION.FORMAT", "label")](path)
+    submission_writer(config.get("SUBMISSION.FORMAT", "label"), test.probs, test.class_names, header, ids, names,
+                      int(config.get("SUBMISSION.TOPK", 5)))(path)

@@ -23,6 +23,7 @@ from evaluation.embeddings import similarities_of_pairs
 from evaluation.evaluate import evaluate, predict_log_probs
 from evaluation.plots import roc_figure, save_figure
 from evaluation.probabilities import write_probs
+from evaluation.probs_record import write_probs_record
 from evaluation.selection import WEIGHT_LABELS, BestSoFar
 from evaluation.submission import (SampleSubmission, submission_writer, write_checked_submission,
                                    write_verify_submission)
@@ -143,9 +144,10 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbR
     write nothing."""
     # Every rank loads rank 0's best.pth: torchrun across nodes needs a shared disk, as on resume.
     best_path = broadcast_from_main(os.path.join(run_dir, BEST_CHECKPOINT) if run_dir else None)
+    predicted_by = None  # the checkpoint whose weights predict: best.pth, or None for the final weights
     if broadcast_from_main(run_dir is not None and os.path.isfile(best_path)):
         name = load_model_weights(parts.model, load_checkpoint(best_path), best_path, cfg, best_scoring=True)
-        weights = f"the best checkpoint's {WEIGHT_LABELS[name]} weights"
+        weights, predicted_by = f"the best checkpoint's {WEIGHT_LABELS[name]} weights", best_path
     else:
         name, average = final_weights
         if average is not None:
@@ -166,6 +168,7 @@ def finish_run(cfg, parts: TrainingParts, run_dir: str | None, wandb_run: WandbR
                              parts.loaders.class_names)
     temperature = temperature_for(cfg, metrics["predictions"], logger)
     write_val_probs(run_dir, parts.loaders, metrics["predictions"], temperature)
+    write_probs_record(run_dir, predicted_by, parts.tta, temperature)
     best_score = best.describe(with_label=True) if best.score is not None else f"{best.label} none (no epoch trained)"
     tta = f", with TTA {parts.tta}" if parts.tta != "none" else ""
     logger.info("best %s; val report and %d test predictions written with %s%s", best_score, len(log_probs),

@@ -18,6 +18,7 @@ from engine.parts import TrainingParts
 from engine.run_dir import log_outputs, new_timestamped_dir
 from evaluation.embeddings import embed_items, write_embeddings
 from evaluation.evaluate import predict_log_probs
+from evaluation.probs_record import write_probs_record
 from evaluation.selection import METRIC_LABELS, WEIGHT_LABELS, format_score
 from evaluation.submission import SampleSubmission
 from evaluation.tta import num_views
@@ -53,11 +54,12 @@ def export_embeddings(parts: TrainingParts, split: str, out_dir: str, logger) ->
 
 def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], evaluate_val: bool,
                         write_predictions: bool, export_split: str | None = None,
-                        sample: SampleSubmission | None = None) -> None:
+                        sample: SampleSubmission | None = None) -> str:
     """--eval, --predict and --export-embeddings: score the val split (and the verification
     pairs), predict the test split (and the verification test pairs; submission.csv checked
     against `sample` when given), or export a split's embeddings with a checkpoint, writing into
-    an eval-<time> folder beside it. Without a --cfg file (`cfg_file` None), the checkpoint's own
+    an eval-<time> folder beside it, whose path it returns; probs.json there records the
+    checkpoint, TTA and temperature of the probability files. Without a --cfg file (`cfg_file` None), the checkpoint's own
     config is used, with the command's flags and --opts (`checkpoint_opts`) laid over it."""
     logger = create_logger(None)
     path = checkpoint_path_from(cfg)
@@ -104,6 +106,20 @@ def run_from_checkpoint(cfg, cfg_file: str | None, checkpoint_opts: list[str], e
         predict_verification(cfg, parts, out_dir, logger)
         logger.info("%d test predictions of %s written%s", len(log_probs), path, with_tta)
         write_test_predictions(cfg, parts.loaders, log_probs, temperature, out_dir, sample)
+    if evaluate_val or write_predictions:
+        write_probs_record(out_dir, path, parts.tta, temperature)
     if export_split:
         export_embeddings(parts, export_split, out_dir, logger)
     log_outputs(logger, out_dir)
+    return out_dir
+
+
+def predict_with_checkpoint(path: str, tta: str | None = None, device: str = "auto",
+                            data_path: str | None = None) -> str:
+    """`main.py --eval --predict --resume path`, with the checkpoint's own config (TEST.TTA `tta`
+    instead of its own when given, on `device`, reading DATA.DATA_PATH `data_path` when given):
+    val_probs.csv, test_probs.csv and probs.json in a new eval-<time> folder beside `path`, whose
+    path it returns."""
+    opts = ["MODEL.RESUME", path, "DEVICE", device, *(["TEST.TTA", tta] if tta else []),
+            *(["DATA.DATA_PATH", data_path] if data_path else [])]
+    return run_from_checkpoint(get_config(None, opts), None, opts, evaluate_val=True, write_predictions=True)

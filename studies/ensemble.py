@@ -1,56 +1,40 @@
-"""Ensembles of runs: the weighted mean of their saved class probabilities, scored on val against
-each member's.
+"""Ensembles: the weighted mean of the members' class probabilities, scored on val against each
+member's.
 
-A member is a run folder (its val_probs.csv and test_probs.csv, which a run writes when it
-finishes), or the K fold runs of one K-fold sweep (their out-of-fold rows as val and their mean test
-probabilities: studies.folds.assemble_oof). The members must predict the same classes, the same
-test ids in the same order and the same val images (in any order; they are matched by id), so that
-every val row scores an image that no member trained on. Weights are normalised to sum to 1, or
-fitted on the val rows (`fit_weights`), which makes the ensemble's val score optimistic.
+The members (studies.ensemble_members: runs, checkpoints, fold sweeps) must predict the same
+classes, the same test ids in the same order and the same val images (in any order; they are
+matched by id), so that every val row scores an image that no member trained on. Weights are
+normalised to sum to 1, or fitted on the val rows (`fit_weights`), which makes the ensemble's val
+score optimistic.
 
-`find_members` reads them, `ensemble_members` blends and scores them, `write_ensemble_outputs`
-writes the files; scripts/ensemble.py is the command line around the three.
+`ensemble_members` checks, blends and scores them, `write_ensemble_outputs` writes the files;
+scripts/ensemble.py is the command line around studies.ensemble_members.find_members and the two.
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import partial
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.optimize import minimize
 
-from config import flatten
-from engine.run_dir import is_run_folder
 from evaluation.competition_metrics import macro_f1, multiclass_log_loss
 from evaluation.ensemble_figure import ensemble_figure
 from evaluation.plots import save_figure
-from evaluation.probabilities import ProbTable, read_probs, write_probs
-from evaluation.submission import SUBMISSION_FORMATS
-from studies.compare import find_runs
-from studies.folds import assemble_oof, write_averaged_submission
-from utils.bounded_yaml import load_yaml
+from evaluation.probabilities import ProbTable, write_probs
+from evaluation.submission import SUBMISSION_FORMATS, SampleSubmission, write_checked_submission
+from studies.ensemble_members import Member
+from studies.folds import write_averaged_submission
 from utils.errors import UserError
 
 # The true-class probability the weight fit takes the log of is kept above this, so that a member
 # certain of a wrong class gives a large, finite loss rather than infinity.
 MIN_PROBABILITY = 1e-15
 TABLE_COLUMNS = ("name", "weight", "val_images", "val_acc1", "val_macro_f1", "val_log_loss")
-
-
-@dataclass
-class Member:
-    """One member of the ensemble: its val rows (with true classes) and its test rows."""
-    name: str  # as the table and the picture show it
-    folder: str  # the run folder, or the folder holding the fold runs
-    config: dict[str, Any]  # flat; its SUBMISSION keys shape the ensemble's submission.csv
-    val: ProbTable
-    test: ProbTable
-    source: str  # where the probabilities came from, for the report
 
 
 @dataclass
@@ -63,103 +47,6 @@ class Ensemble:
     test: ProbTable
     table: pd.DataFrame
     fitted: bool  # the weights were fitted on the val rows the table scores
-
-
-def find_members(paths: Sequence[str]) -> list[Member]:
-    """The members in `paths`: a run folder is one member; a folder of runs gives one member per
-    ordinary run and one per group of fold runs (DATA.FOLDS > 0) sharing a folder, as a sweep's
-    --folds runs do. UserError for a path that holds no run, a member given twice or a member
-    whose probability files are missing."""
-    if not paths:
-        raise UserError("no members given; pass run folders or sweep folders")
-    found: list[tuple[str, list[str]]] = []  # (member folder, its run folders)
-    for path in paths:
-        if not os.path.isdir(path):
-            raise UserError(f"{path} is not a folder; pass run folders (they hold config.yaml) or folders of runs")
-        if is_run_folder(path):
-            found.append((path, [path]))
-            continue
-        records, _ = find_runs([path])
-        if not records:
-            raise UserError(f"{path} holds no runs (no folder with a config.yaml); pass run folders or sweep folders")
-        fold_groups: dict[str, list[str]] = {}  # a group's list, filled in place, holds its first run's place
-        for record in records:
-            if not record.config.get("DATA.FOLDS"):
-                found.append((record.run_dir, [record.run_dir]))
-                continue
-            parent = os.path.dirname(record.run_dir)
-            if parent not in fold_groups:
-                fold_groups[parent] = []
-                found.append((parent, fold_groups[parent]))
-            fold_groups[parent].append(record.run_dir)
-    folders = [os.path.realpath(folder) for folder, _ in found]
-    for index, folder in enumerate(folders):
-        if folder in folders[:index]:
-            raise UserError(f"{found[index][0]} is given twice as a member; pass each member once (--weights gives "
-                            f"one member more say)")
-    names = member_names([folder for folder, _ in found])
-    return [read_run_member(name, runs[0]) if runs == [folder] else read_fold_member(name, folder, runs)
-            for name, (folder, runs) in zip(names, found)]
-
-
-def member_names(folders: Sequence[str]) -> list[str]:
-    """Each folder relative to the folder they all sit in (its own name when it is alone)."""
-    absolute = [os.path.abspath(folder) for folder in folders]
-    root = os.path.commonpath(absolute)
-    return [os.path.basename(folder) if folder == root else os.path.relpath(folder, root) for folder in absolute]
-
-
-def saved_probability_files(run_dir: str) -> tuple[str, str] | None:
-    """(val_probs.csv, test_probs.csv) of `run_dir`: those it wrote when it finished, else those of
-    its newest eval-<time> folder holding both (main.py --eval --predict); None when neither has both."""
-    candidates = [run_dir, *sorted(glob.glob(os.path.join(glob.escape(run_dir), "eval-*")), reverse=True)]
-    for folder in candidates:
-        val, test = os.path.join(folder, "val_probs.csv"), os.path.join(folder, "test_probs.csv")
-        if os.path.isfile(val) and os.path.isfile(test):
-            return val, test
-    return None
-
-
-def read_run_member(name: str, run_dir: str) -> Member:
-    """The run in `run_dir` as a member, from its saved probability files."""
-    files = saved_probability_files(run_dir)
-    if files is None:
-        missing = " and ".join(file_name for file_name in ("val_probs.csv", "test_probs.csv")
-                               if not os.path.isfile(os.path.join(run_dir, file_name)))
-        checkpoint = os.path.join(run_dir, "best.pth")
-        raise UserError(f"{run_dir} has no {missing} (a run writes both when it finishes); write them with "
-                        f"`python main.py --eval --predict --resume {checkpoint}`, into an eval-<time> folder there "
-                        f"that this script reads")
-    val = read_probs(files[0])
-    if val.targets is None:
-        raise UserError(f"{files[0]} has no 'true' column, so its rows cannot be scored; it is not a run's "
-                        f"val_probs.csv")
-    test = read_probs(files[1], val.class_names)
-    where = os.path.dirname(files[0])
-    source = "its own" if where == run_dir else os.path.basename(where)
-    return Member(name, run_dir, read_flat_config(run_dir), val, test, f"{name}: probabilities of {source} "
-                  f"val_probs.csv and test_probs.csv")
-
-
-def read_flat_config(run_dir: str) -> dict[str, Any]:
-    """The run's config.yaml, flat; empty when it cannot be read (the default submission keys apply)."""
-    try:
-        with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-            stored = load_yaml(f)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return flatten(stored) if isinstance(stored, dict) else {}
-
-
-def read_fold_member(name: str, folder: str, fold_run_dirs: Sequence[str]) -> Member:
-    """The fold runs in `folder` as one member: their out-of-fold rows and mean test probabilities."""
-    result, _ = assemble_oof(fold_run_dirs)
-    if result.test is None:
-        checkpoint = os.path.join(result.folds[0].run_dir, "best.pth")
-        raise UserError(f"the fold runs in {folder} wrote no test_probs.csv; write each fold's with `python main.py "
-                        f"--eval --predict --resume {checkpoint}` (and likewise for the other folds)")
-    return Member(f"{name} ({len(result.folds)} folds)", folder, result.folds[0].config, result.oof, result.test,
-                  f"{name}: out-of-fold rows of {len(result.folds)} folds and their mean test probabilities")
 
 
 def first_difference(theirs: Sequence[str], ours: Sequence[str], missing: str) -> tuple[int, str, str]:
@@ -291,10 +178,10 @@ def ensemble_members(members: Sequence[Member], weights: np.ndarray | None) -> E
 
 
 def write_ensemble_outputs(result: Ensemble, out_dir: str, submission_format: str | None = None,
-                           top_k: int | None = None) -> list[str]:
+                           top_k: int | None = None, sample: SampleSubmission | None = None) -> list[str]:
     """Write into `out_dir` submission.csv (in `submission_format`, with `top_k` labels for topk;
-    None: as the first member's SUBMISSION keys ask, which also give its header, ids and labels),
-    test_probs.csv, val_probs.csv, ensemble.csv (the score table) and ensemble.png (the members
+    None: as the first member's SUBMISSION keys ask, which also give its header, ids and labels;
+    checked against `sample` when given, evaluation.submission.write_checked_submission), test_probs.csv, val_probs.csv, ensemble.csv (the score table) and ensemble.png (the members
     against the ensemble); returns the paths written."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, name)
@@ -304,7 +191,8 @@ def write_ensemble_outputs(result: Ensemble, out_dir: str, submission_format: st
         config["SUBMISSION.FORMAT"] = submission_format
     if top_k is not None:
         config["SUBMISSION.TOPK"] = top_k
-    write_averaged_submission(paths["submission.csv"], result.test, config)
+    write_checked_submission(paths["submission.csv"], partial(write_averaged_submission, test=result.test,
+                                                              config=config), sample)
     write_probs(paths["test_probs.csv"], result.test.ids, result.test.probs, result.test.class_names)
     write_probs(paths["val_probs.csv"], result.val.ids, result.val.probs, result.val.class_names, result.val.targets)
     result.table.to_csv(paths["ensemble.csv"], index=False, float_format="%.6g")

@@ -59,9 +59,12 @@ def accuracy(table: ProbTable) -> float:
     return float(np.mean(table.probs.argmax(axis=1) == table.targets)) if len(table.ids) else float("nan")
 
 
-def assemble_oof(fold_run_dirs: Sequence[str]) -> tuple[OutOfFold, list[str]]:
+def assemble_oof(fold_run_dirs: Sequence[str], probability_files: Sequence[tuple[str, str]] | None = None
+                 ) -> tuple[OutOfFold, list[str]]:
     """(the out-of-fold predictions of `fold_run_dirs`, the report's lines: each fold's val acc@1
-    and the OOF acc@1).
+    and the OOF acc@1). Each run's probabilities are its own val_probs.csv and test_probs.csv, or
+    the (val, test) files of `probability_files`, one pair per run (scripts/ensemble.py's, made
+    with another TTA).
 
     Refused in one UserError line naming the run, fold or id: a run that is no fold run or wrote
     no val_probs.csv; runs of other DATA.FOLDS, SEED or data; a fold missing or given twice; class
@@ -70,7 +73,8 @@ def assemble_oof(fold_run_dirs: Sequence[str]) -> tuple[OutOfFold, list[str]]:
     test_probs.csv in some folds only, or of other test ids."""
     if not fold_run_dirs:
         raise UserError("no fold runs given; pass the sweep folder of scripts/sweep.py --folds K, or its K run folders")
-    runs = [read_fold_run(run_dir) for run_dir in fold_run_dirs]
+    files = probability_files if probability_files is not None else [None] * len(fold_run_dirs)
+    runs = [read_fold_run(run_dir, pair) for run_dir, pair in zip(fold_run_dirs, files)]
     runs = check_fold_set(runs)
     oof = join_out_of_fold(runs)
     check_stratified(runs, oof)
@@ -82,8 +86,9 @@ def assemble_oof(fold_run_dirs: Sequence[str]) -> tuple[OutOfFold, list[str]]:
     return OutOfFold(runs, oof, test), report
 
 
-def read_fold_run(run_dir: str) -> FoldRun:
-    """The fold run in `run_dir`: its config.yaml, val_probs.csv and (if written) test_probs.csv."""
+def read_fold_run(run_dir: str, probability_files: tuple[str, str] | None = None) -> FoldRun:
+    """The fold run in `run_dir`: its config.yaml, val_probs.csv and (if written) test_probs.csv,
+    or the (val, test) files of `probability_files`."""
     config_path = os.path.join(run_dir, "config.yaml")
     try:
         with open(config_path, encoding="utf-8") as f:
@@ -98,7 +103,8 @@ def read_fold_run(run_dir: str) -> FoldRun:
     if not config.get("DATA.FOLDS"):
         raise UserError(f"{run_dir} is not a fold run (its DATA.FOLDS is 0): its val rows are no fold of train; "
                         f"train the folds with scripts/sweep.py --folds K")
-    val_path = os.path.join(run_dir, "val_probs.csv")
+    val_path, test_path = probability_files or (os.path.join(run_dir, "val_probs.csv"),
+                                                os.path.join(run_dir, "test_probs.csv"))
     if not os.path.isfile(val_path):
         raise UserError(f"fold {config['DATA.FOLD']} ({run_dir}) has no val_probs.csv, which a run writes when it "
                         f"finishes; finish it (running the sweep again resumes it)")
@@ -106,7 +112,6 @@ def read_fold_run(run_dir: str) -> FoldRun:
     if val.targets is None:
         raise UserError(f"{val_path} has no 'true' column, so its rows cannot be scored; it is not a run's "
                         f"val_probs.csv")
-    test_path = os.path.join(run_dir, "test_probs.csv")
     test = read_probs(test_path, val.class_names) if os.path.isfile(test_path) else None
     return FoldRun(run_dir, int(config["DATA.FOLD"]), config, val, test)
 

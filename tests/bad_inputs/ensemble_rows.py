@@ -1,6 +1,8 @@
 """Bad-input rows: scripts/ensemble.py given members it cannot blend (other classes, test ids or
-val images; no saved probabilities; one given twice), weights that are no weights, or an --out that
-is a run's folder; and `write_run`, which fakes a finished run's saved probabilities."""
+val images; neither probabilities nor a checkpoint to predict them; a corrupt checkpoint; one given
+twice), weights that are no weights, an unknown --tta, a sample submission that is missing or
+unlike the submission, or an --out that is a run's folder; and `write_run`, which fakes a finished
+run's saved probabilities."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,11 +50,20 @@ def with_weights(weights: str):
     return lambda ws, run: [*two_runs(ws), "--weights", weights]
 
 
-def unsaved_run(workspace: Path, run: Path) -> list[str]:
-    """A run folder that holds its config.yaml and best.pth but no probability files."""
+def unsaved_run(workspace: Path, run: Path, best_checkpoint: bytes | None = None) -> list[str]:
+    """A run folder that holds its config.yaml, no probability files, and a best.pth holding
+    `best_checkpoint` (none when None)."""
     write(workspace / "runs" / "unsaved" / "config.yaml", "SEED: 0\n")
-    write(workspace / "runs" / "unsaved" / "best.pth", b"")
+    if best_checkpoint is not None:
+        write(workspace / "runs" / "unsaved" / "best.pth", best_checkpoint)
     return [str(run), str(workspace / "runs" / "unsaved")]
+
+
+def unlike_sample(workspace: Path, run: Path) -> list[str]:
+    """The finished run ensembled with a sample submission whose header names other columns."""
+    sample = write(workspace / "sample_submission.csv", "ImageId,Label\n" + "".join(
+        line.split(",")[0] + ",0\n" for line in (run / "submission.csv").read_text().splitlines()[1:]))
+    return [str(run), "--sample-submission", str(sample), "--out", str(workspace / "ensemble")]
 
 
 ROWS: list[BadInput] = [
@@ -74,8 +85,22 @@ ROWS: list[BadInput] = [
     BadInput("ensemble-a-weight-that-is-no-number", with_weights("1,heavy"), ("--weights", "'heavy'"),
              command=SCRIPT),
     BadInput("ensemble-weights-all-zero", with_weights("0,0"), ("--weights 0,0",), command=SCRIPT),
-    BadInput("ensemble-a-member-without-saved-probabilities", unsaved_run,
-             ("unsaved", "val_probs.csv", "--eval --predict", "best.pth"), command=SCRIPT),
+    BadInput("ensemble-a-member-without-probabilities-or-checkpoint", unsaved_run,
+             ("unsaved", "val_probs.csv", "best.pth"), command=SCRIPT),
+    BadInput("ensemble-a-member-to-predict-from-a-corrupt-checkpoint",
+             lambda ws, run: unsaved_run(ws, run, b"not a checkpoint"), ("unsaved", "best.pth"), command=SCRIPT),
+    BadInput("ensemble-a-checkpoint-member-that-is-no-checkpoint",
+             lambda ws, run: [str(run), str(write(ws / "weights.pth", b"\x00" * 8))], ("weights.pth",),
+             command=SCRIPT),
+    BadInput("ensemble-a-member-that-does-not-exist", lambda ws, run: [str(run), str(ws / "runs" / "gone")],
+             ("gone", "does not exist"), command=SCRIPT),
+    BadInput("ensemble-an-unknown-tta", lambda ws, run: [str(run), "--tta", "vflip"], ("--tta", "vflip", "hflip"),
+             command=SCRIPT),
+    BadInput("ensemble-a-missing-sample-submission",
+             lambda ws, run: [str(run), "--sample-submission", str(ws / "sample_submission.csv")],
+             ("sample_submission.csv",), command=SCRIPT),
+    BadInput("ensemble-a-submission-unlike-the-sample", unlike_sample, ("sample_submission.csv", "header", "ImageId"),
+             command=SCRIPT),
     BadInput("ensemble-a-member-given-twice", lambda ws, run: [str(run), str(run)], ("done", "twice"),
              command=SCRIPT),
     BadInput("ensemble-a-folder-without-runs",

@@ -1,9 +1,10 @@
 """Bad-input rows: submission formats (SUBMISSION.FORMAT, SUBMISSION.TOPK, TEST.TEMPERATURE) and a
 submission.csv that differs from the competition's sample submission (--sample-submission): a
-missing id, a wrong order, a wrong header, a sample file that is not there."""
+missing id, a wrong order, a wrong header, a sample file that is not there; and
+scripts/sample_submission.py given an existing file, an unknown format or a test subset."""
 from pathlib import Path
 
-from tests.bad_inputs.row import BadInput, quickstart_argv, write
+from tests.bad_inputs.row import QUICKSTART, BadInput, quickstart_argv, write
 
 NUM_TEST = 359  # the digits' test images, which --predict on the finished quickstart run writes
 
@@ -43,4 +44,23 @@ ROWS: list[BadInput] = [
              ("TEST.TEMPERATURE", "'0'")),
     BadInput("test-temperature-not-a-number", lambda ws, run: quickstart_argv(ws, "TEST.TEMPERATURE", "hot"),
              ("TEST.TEMPERATURE", "'hot'")),
+]
+
+
+SAMPLE_SCRIPT = "scripts/sample_submission.py"
+
+
+def sample_argv(workspace: Path, *opts: str, out: str = "sample_submission.csv") -> list[str]:
+    """scripts/sample_submission.py on the quickstart config into `workspace`/`out`, with `opts`."""
+    return ["--cfg", QUICKSTART, "--out", str(workspace / out), "--opts", *opts]
+
+
+ROWS += [
+    BadInput("sample-submission-over-an-existing-file",
+             lambda ws, run: sample_argv(ws, out=str(write(ws / "sample_submission.csv", "mine\n"))),
+             ("sample_submission.csv", "exists"), command=SAMPLE_SCRIPT),
+    BadInput("sample-submission-of-an-unknown-format", lambda ws, run: sample_argv(ws, "SUBMISSION.FORMAT", "csv"),
+             ("SUBMISSION.FORMAT", "probs"), command=SAMPLE_SCRIPT),
+    BadInput("sample-submission-of-a-test-subset", lambda ws, run: sample_argv(ws, "DATA.TEST_SUBSET", "10"),
+             ("DATA.TEST_SUBSET",), command=SAMPLE_SCRIPT),
 ]

@@ -50,7 +50,10 @@ def test_a_bad_input_is_one_line_exit_2_and_changes_nothing_on_disk(row, tmp_pat
     before = checksums(workspace)
     capsys.readouterr()
 
-    code = command_main(row.command)(argv)
+    try:
+        code = command_main(row.command)(argv)
+    except SystemExit as e:  # the command-line parser's refusals
+        code = e.code
 
     stderr = capsys.readouterr().err
     lines = [line for line in stderr.splitlines() if line.strip()]

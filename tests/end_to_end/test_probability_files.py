@@ -1,5 +1,6 @@
-"""End to end: every run writes val_probs.csv and test_probs.csv, --eval and --predict write them
-too, TEST.TEMPERATURE auto scales them, and --sample-submission checks submission.csv."""
+"""End to end: every run writes val_probs.csv and test_probs.csv (with probs.json, what made
+them), --eval and --predict write them too, TEST.TEMPERATURE auto scales them, and
+--sample-submission checks submission.csv."""
 from __future__ import annotations
 
 import csv
@@ -85,6 +86,10 @@ def test_eval_and_predict_write_the_same_probability_files_as_the_run(run):
     (eval_dir,) = [run / name for name in set(os.listdir(run)) - before]
     for name in ("val_probs.csv", "test_probs.csv", "submission.csv"):
         assert (eval_dir / name).read_bytes() == (run / name).read_bytes(), name
+    # probs.json names the checkpoint relative to its own folder, so both name the run's best.pth.
+    records = [json.loads((folder / "probs.json").read_text()) for folder in (run, eval_dir)]
+    assert [record.pop("checkpoint") for record in records] == ["best.pth", "../best.pth"]
+    assert records[0] == records[1] and records[0]["tta"] == "none" and records[0]["temperature"] != 1.0
 
 
 def test_a_test_subset_run_writes_no_test_probabilities(tmp_path):

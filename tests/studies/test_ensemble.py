@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Rectangle
 
 from evaluation.ensemble_figure import ensemble_figure
-from evaluation.probabilities import read_probs
-from studies.ensemble import ensemble_members, find_members, fit_weights, parse_weights, write_ensemble_outputs
+from evaluation.probabilities import read_probs, write_probs
+from studies.ensemble import ensemble_members, fit_weights, parse_weights, write_ensemble_outputs
+import studies.ensemble_members
+from evaluation.probs_record import write_probs_record
+from studies.ensemble_members import Prediction, find_members
+from utils.errors import UserError
 from tests.bad_inputs.ensemble_rows import CLASSES, write_run
 from tests.bad_inputs.fold_rows import FOLD_CLASSES, write_fold_run
 
@@ -121,7 +126,7 @@ def test_a_fold_sweep_is_one_member_its_oof_rows_and_mean_test_probabilities(tmp
               np.array([[0.5, 0.5], [0.5, 0.5]], dtype=np.float32), ids=["train-3", "train-2", "train-1", "train-0"],
               classes=FOLD_CLASSES, test_ids=["test-0", "test-1"])
     members = find_members([str(sweep), str(tmp_path / "other")])
-    assert [member.name for member in members] == ["sweeps/lenet_digits-folds2/lenet_digits (2 folds)", "other"]
+    assert [member.name for member in members] == ["sweeps/lenet_digits-folds2 (2 folds)", "other"]
     assert members[0].val.ids == ["train-0", "train-1", "train-2", "train-3"]
     np.testing.assert_allclose(members[0].test.probs, [[0.7, 0.3], [0.3, 0.7]], atol=1e-7)
     result = ensemble_members(members, parse_weights("1,1", 2))
@@ -132,17 +137,98 @@ def test_a_fold_sweep_is_one_member_its_oof_rows_and_mean_test_probabilities(tmp
     np.testing.assert_allclose(result.test.probs, [[0.6, 0.4], [0.4, 0.6]], atol=1e-6)
 
 
-def test_a_run_without_its_own_files_is_read_from_its_newest_eval_folder(tmp_path):
+def test_a_run_without_its_own_files_is_read_from_its_newest_eval_folder_of_its_best_checkpoint(tmp_path):
     run = tmp_path / "run"
     write_run(run, one_hot_rows([0, 1], 2, 0.8), [0, 1], one_hot_rows([0], 2, 0.8))
     for name in ("val_probs.csv", "test_probs.csv"):
         (run / "eval-20260101-000000").mkdir(exist_ok=True)
         (run / name).rename(run / "eval-20260101-000000" / name)
+    write_probs_record(str(run / "eval-20260101-000000"), str(run / "best.pth"), "none", 1.0)
     write_run(run / "eval-20260202-000000", one_hot_rows([0, 1], 2, 0.6), [0, 1], one_hot_rows([0], 2, 0.6),
+              config=False)
+    write_probs_record(str(run / "eval-20260202-000000"), str(run / "best.pth"), "none", 1.0)
+    # Newer, but of another checkpoint, and of no known checkpoint at all: not the run's.
+    write_run(run / "eval-20260303-000000", one_hot_rows([0, 1], 2, 0.7), [0, 1], one_hot_rows([0], 2, 0.7),
+              config=False)
+    write_probs_record(str(run / "eval-20260303-000000"), str(run / "last.pth"), "none", 1.0)
+    write_run(run / "eval-20260404-000000", one_hot_rows([0, 1], 2, 0.9), [0, 1], one_hot_rows([0], 2, 0.9),
               config=False)
     [member] = find_members([str(run)])
     np.testing.assert_allclose(member.test.probs, [[0.6, 0.4]])
     assert "eval-20260202-000000" in member.source
+
+
+@pytest.fixture
+def predictions(monkeypatch) -> list[tuple]:
+    """Stands in for a checkpoint predicting (engine.from_checkpoint.predict_with_checkpoint): each
+    call is recorded and writes an eval folder with its record, holding the probabilities saved in
+    the checkpoint's folder halfway to uniform (0.8 becomes 0.65), so they differ from those."""
+    calls: list[tuple] = []
+
+    def predict(checkpoint, tta, device, data_path):
+        calls.append((checkpoint, tta, device, data_path))
+        folder = Path(checkpoint).parent
+        out = folder / f"eval-2099010{len(calls)}-000000"
+        out.mkdir()
+        for name in ("val_probs.csv", "test_probs.csv"):
+            saved = read_probs(str(folder / name))
+            write_probs(str(out / name), saved.ids, 0.5 * saved.probs + 0.5 / len(saved.class_names),
+                        saved.class_names, saved.targets)
+        write_probs_record(str(out), checkpoint, tta or "none", 1.0)
+        return str(out)
+
+    monkeypatch.setattr(studies.ensemble_members, "predict_with_checkpoint", predict)
+    return calls
+
+
+def test_a_tta_the_saved_files_were_not_made_with_is_predicted_once_then_read(tmp_path, predictions):
+    run = write_run(tmp_path / "run", one_hot_rows([0, 1], 2, 0.8), [0, 1], one_hot_rows([0], 2, 0.8))
+    (run / "best.pth").write_bytes(b"weights")
+    write_probs_record(str(run), str(run / "best.pth"), "none", 1.0)
+    [member] = find_members([str(run)], Prediction(tta="none"))
+    assert predictions == [] and "its run's" in member.source
+    [member] = find_members([str(run)], Prediction(tta="hflip", device="cuda:1"))
+    assert predictions == [(str(run / "best.pth"), "hflip", "cuda:1", None)]
+    np.testing.assert_allclose(member.test.probs, [[0.65, 0.35]])
+    assert "predicted now with TTA hflip" in member.source
+    [member] = find_members([str(run)], Prediction(tta="hflip"))
+    assert len(predictions) == 1 and "eval-20990101-000000" in member.source  # read back, not predicted again
+
+
+def test_a_checkpoint_is_a_member_read_from_the_run_it_is_the_best_of_or_predicted(tmp_path, predictions,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(studies.ensemble_members, "load_checkpoint", lambda path: {"config": "SEED: 3\n"})
+    run = write_run(tmp_path / "run", one_hot_rows([0, 1], 2, 0.8), [0, 1], one_hot_rows([0], 2, 0.8))
+    for name in ("best.pth", "last.pth"):
+        (run / name).write_bytes(b"weights")
+    write_probs_record(str(run), str(run / "best.pth"), "none", 1.0)
+    best, last = find_members([str(run / "best.pth"), str(run / "last.pth")])
+    assert (best.name, last.name) == ("best.pth", "last.pth") and best.config["SEED"] == 3
+    np.testing.assert_allclose(best.test.probs, [[0.8, 0.2]])  # the run's own files are best.pth's
+    np.testing.assert_allclose(last.test.probs, [[0.65, 0.35]])
+    assert predictions == [(str(run / "last.pth"), None, "auto", None)]
+
+
+def test_a_run_folder_and_its_best_checkpoint_are_one_member_given_twice(tmp_path):
+    run = write_run(tmp_path / "run", one_hot_rows([0, 1], 2, 0.8), [0, 1], one_hot_rows([0], 2, 0.8))
+    (run / "best.pth").write_bytes(b"weights")
+    with pytest.raises(UserError, match="given twice"):
+        find_members([str(run), str(run / "best.pth")])
+
+
+def test_a_fold_sweep_predicts_only_the_folds_whose_files_do_not_match(tmp_path, predictions):
+    sweep = tmp_path / "sweep"
+    for fold in range(2):
+        run = write_fold_run(sweep / f"fold{fold}", fold, [f"train-{2 * fold}", f"train-{2 * fold + 1}"], [0, 1],
+                             num_folds=2, test_probs=np.array([[0.8, 0.2]], dtype=np.float32))
+        (run / "best.pth").write_bytes(b"weights")
+    write_probs_record(str(sweep / "fold0"), str(sweep / "fold0" / "best.pth"), "hflip", 1.0)
+    [member] = find_members([str(sweep)], Prediction(tta="hflip"))
+    assert predictions == [(str(sweep / "fold1" / "best.pth"), "hflip", "auto", None)]
+    assert "1 of them predicted now" in member.source
+    # fold 0 as saved (0.9 on the truth), fold 1 predicted (0.7); the test rows' mean of 0.8 and 0.65.
+    np.testing.assert_allclose(member.val.probs[np.arange(4), member.val.targets], [0.9, 0.9, 0.7, 0.7], atol=1e-6)
+    np.testing.assert_allclose(member.test.probs, [[0.725, 0.275]], atol=1e-6)
 
 
 def test_the_outputs_are_the_submission_probabilities_table_and_picture(tmp_path):
@@ -177,15 +263,32 @@ def test_the_picture_sets_the_ensemble_beside_its_members_on_acc1_and_log_loss()
     acc_axis, loss_axis = figure.axes
     assert figure._suptitle.get_text() == "three"
     assert "acc@1" in acc_axis.get_title() and "log-loss" in loss_axis.get_title()
-    for axis, heights in ((acc_axis, [50.0, 60.0, 70.0]), (loss_axis, [0.9, 0.8, 0.0])):
+    for axis, widths in ((acc_axis, [50.0, 60.0, 70.0]), (loss_axis, [0.9, 0.8, 0.0])):
         bars = [patch for patch in axis.patches if isinstance(patch, Rectangle)]
-        assert [bar.get_height() for bar in bars] == pytest.approx(heights)
-        assert [label.get_text() for label in axis.get_xticklabels()] == ["a", "b", "ensemble"]
+        assert [bar.get_width() for bar in bars] == pytest.approx(widths)
         assert bars[-1].get_facecolor() != bars[0].get_facecolor()
+    assert [label.get_text() for label in acc_axis.get_yticklabels()] == ["a", "b", "ensemble"]
+    assert acc_axis.yaxis_inverted()  # the first member on top
     assert [text.get_text() for text in loss_axis.texts] == ["0.9000", "0.8000", "n/a"]
+    assert acc_axis.get_xlim() == pytest.approx((10.0, 85.0))  # from 2 spreads below the lowest
     [legend] = figure.legends
     assert [text.get_text() for text in legend.get_texts()] == ["member", "ensemble"]
     assert legend.get_patches()[1].get_facecolor() == acc_axis.patches[-1].get_facecolor()
+
+
+def test_close_accuracies_get_an_axis_that_tells_them_apart_and_long_names_are_wrapped():
+    names = ["output/sweeps/convnextv2_atto_digits-folds5 (5 folds)", "lenet_digits-folds5 (5 folds)", "ensemble"]
+    figure = ensemble_figure(names, [98.89, 99.30, 99.17], [0.055, 0.039, 0.036])
+    acc_axis, _ = figure.axes
+    left, right = acc_axis.get_xlim()
+    assert 97.0 < left < 98.89 and right > 99.30
+    labels = [label.get_text() for label in acc_axis.get_yticklabels()]
+    assert all(len(line) <= 32 for label in labels for line in label.split("\n"))
+    assert labels[0] == "output/sweeps/\nconvnextv2_atto_digits-folds5 (5\nfolds)"
+    FigureCanvasAgg(figure).draw()
+    # Wrapped names stay inside the figure.
+    for label in acc_axis.get_yticklabels():
+        assert label.get_window_extent().x0 >= 0
 
 
 def test_weights_given_are_normalised_to_sum_to_one():

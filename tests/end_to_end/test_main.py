@@ -129,7 +129,8 @@ def test_eval_reports_the_checkpoint_accuracy_and_writes_only_an_eval_folder_bes
     (eval_dir,) = set(os.listdir(run_dir(tmp_path))) - set(files_before)
     assert eval_dir.startswith("eval-")
     assert sorted(os.listdir(run_dir(tmp_path) / eval_dir)) == [
-        "calibration.png", "confusion.png", "per_class.csv", "predictions.png", "val_predictions.csv", "val_probs.csv"]
+        "calibration.png", "confusion.png", "per_class.csv", "predictions.png", "probs.json", "val_predictions.csv",
+        "val_probs.csv"]
     assert {name: (run_dir(tmp_path) / name).stat().st_mtime for name in files_before} == files_before
 
 

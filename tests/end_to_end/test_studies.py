@@ -448,8 +448,8 @@ def test_eval_and_predict_without_cfg_use_the_checkpoints_own_data_set(tmp_path,
     assert f"acc@1 {best_val:.2f}%" in out
     (eval_dir,) = [name for name in os.listdir(folder) if name.startswith("eval-")]
     files = sorted(os.listdir(folder / eval_dir))
-    assert files == ["calibration.png", "confusion.png", "per_class.csv", "predictions.png", "submission.csv",
-                     "test_probs.csv", "val_predictions.csv", "val_probs.csv"]
+    assert files == ["calibration.png", "confusion.png", "per_class.csv", "predictions.png", "probs.json",
+                     "submission.csv", "test_probs.csv", "val_predictions.csv", "val_probs.csv"]
     assert (folder / eval_dir / "submission.csv").read_text() == (folder / "submission.csv").read_text()
     names = pd.read_csv(folder / eval_dir / "per_class.csv")["name"].tolist()
     assert names[:3] == ["airplane", "automobile", "bird"]  # from the data set's meta file
@@ -468,7 +468,7 @@ def test_predict_alone_writes_only_the_submission_and_its_probabilities(tmp_path
     folder = train_cifar(tmp_path, cifar10_root)
     assert main.main(["--resume", str(folder / "last.pth"), "--predict", "--device", "cpu"]) == 0
     (eval_dir,) = [name for name in os.listdir(folder) if name.startswith("eval-")]
-    assert sorted(os.listdir(folder / eval_dir)) == ["submission.csv", "test_probs.csv"]
+    assert sorted(os.listdir(folder / eval_dir)) == ["probs.json", "submission.csv", "test_probs.csv"]
     assert len((folder / eval_dir / "submission.csv").read_text().splitlines()) == 11
 
 

@@ -1,6 +1,7 @@
 """TEST.TTA end to end: --eval and --predict from a trained checkpoint say which views they average,
 and write what they say."""
 import csv
+import json
 import os
 
 import pytest
@@ -30,7 +31,8 @@ def test_eval_with_tta_says_so_and_writes_the_report(checkpoint, capsys):
     eval_dir = run_from(checkpoint, "--eval", "hflip")
     assert "digits val (359 images) with TTA hflip (2 views): loss" in capsys.readouterr().out
     assert sorted(os.listdir(eval_dir)) == ["calibration.png", "confusion.png", "per_class.csv", "predictions.png",
-                                            "val_predictions.csv", "val_probs.csv"]
+                                            "probs.json", "val_predictions.csv", "val_probs.csv"]
+    assert json.loads((eval_dir / "probs.json").read_text())["tta"] == "hflip"  # what made val_probs.csv
 
 
 def test_predict_with_five_crop_writes_one_row_per_test_image(checkpoint, capsys):

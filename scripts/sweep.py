@@ -1,19 +1,29 @@
-"""Run a grid of configs one after another and compare them.
+"""Run a grid of configs, one run after another or several at once, and compare them.
 
     python scripts/sweep.py --cfg CFG --grid KEY=V1,V2,... [--grid KEY2=...] [--folds K] [--name NAME]
+                            [--devices cuda:0,cuda:1,...|auto] [--parallel N]
                             [--batch-size N] [--data-path P] [--output DIR] [--device D] [--opts KEY VALUE ...]
 
 Every combination of the grids' values is one run of main.py, tagged by its values (e.g.
 lr0.001), under OUTPUT/sweeps/NAME, in the W&B group NAME. `--folds K` trains the K folds of
 K-fold cross-validation: it is `--grid DATA.FOLD=0,...,K-1` with `--opts DATA.FOLDS K` (runs
 fold0 ... fold<K-1>, in a sweep named e.g. lenet_digits-folds5); scripts/folds.py then assembles
-their out-of-fold predictions. Every combination is checked before the first run starts. Running
-the same command again skips the finished runs and resumes an interrupted one; a failing run
-does not stop the sweep. Running it twice at once shares the runs out: a run whose folder the
-other holds is left to it, then read (or resumed, if it did not finish) once it ends. At the
-end, compare.png and compare.csv (scripts/compare.py) are written into the sweep folder, and
-logged to a "comparison" run of the W&B group (unless WANDB.MODE is disabled). Sweeps keep only
-best.pth (SAVE.CHECKPOINTS best) unless the config or --opts choose otherwise.
+their out-of-fold predictions. Every combination is checked before the first run starts.
+
+`--devices` runs up to one run per GPU at once, each seeing only its own GPU (CUDA_VISIBLE_DEVICES);
+`--devices auto` takes every visible GPU (on a machine without one, --parallel processes).
+`--parallel N` runs up to N at once on the device the config names (a CPU machine, or several runs
+sharing one GPU). A finished run frees its slot for the next (studies/run_pool.py). With more than
+one at once, each run's console goes to console.txt in its folder, and the sweep prints a line as
+each starts and ends, under a bar over the runs.
+
+Running the same command again skips the finished runs and resumes interrupted ones; a failing run
+does not stop the sweep; Ctrl-C stops every run in flight, each saving last.pth first. Running it
+twice at once shares the runs out: a run whose folder the other holds is left to it, then read (or
+resumed, if it did not finish) once it ends. At the end, compare.png and compare.csv
+(scripts/compare.py) are written into the sweep folder, and logged to a "comparison" run of the
+W&B group (unless WANDB.MODE is disabled). Sweeps keep only best.pth (SAVE.CHECKPOINTS best) unless
+the config or --opts choose otherwise.
 """
 from __future__ import annotations
 
@@ -21,26 +31,21 @@ import argparse
 import itertools
 import os
 import re
-import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from config import flatten, get_config, get_default_config, opts_from_flags, resolve_key_path  # noqa: E402
-from engine.run_dir import experiment_dir, fold_label, is_run_folder, tag_with_fold  # noqa: E402
-from engine.run_lock import live_holder  # noqa: E402
-from engine.summary import read_summary  # noqa: E402
+from engine.run_dir import experiment_dir, fold_label, tag_with_fold  # noqa: E402
 from engine.wandb_run import log_comparison  # noqa: E402
-from studies.compare import DEFAULT_METRICS, RunRecord, compare_runs, load_run, markdown_table  # noqa: E402
+from studies.compare import DEFAULT_METRICS, compare_runs, markdown_table  # noqa: E402
+from studies.run_pool import RunPoint, RunPool, parse_slots  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 # What a sweep keeps of each run unless told otherwise: its best.pth, not last.pth.
 SWEEP_CHECKPOINTS = "best"
-# How often a sweep looks whether a run another process holds has ended.
-RELEASE_POLL_S = 1.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="passed to main.py --batch-size")
     for flag in ("--data-path", "--output", "--device"):
         parser.add_argument(flag, help=f"passed to main.py {flag}")
+    parser.add_argument("--devices", metavar="cuda:0,cuda:1,...|auto",
+                        help="run up to one run per GPU at once, each seeing only its own (CUDA_VISIBLE_DEVICES); "
+                             "auto: every visible GPU, or --parallel processes on a machine without one")
+    parser.add_argument("--parallel", type=int, metavar="N",
+                        help="run up to N runs at once, each in its own process, on the device its config names")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE pairs for every run")
     args = parser.parse_args(argv)
     if not args.grid and args.folds is None:
@@ -206,28 +216,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         sweep_dir, runs = plan(args)
+        slots = parse_slots(args.devices, args.parallel)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"sweep {sweep_dir}: {len(runs)} runs", flush=True)
-    records: dict[int, RunRecord] = {}
+    points = [RunPoint(f"[{number}/{len(runs)}]", run_dir, run_argv, config)
+              for number, (run_dir, run_argv, config) in enumerate(runs, start=1)]
+    at_once = f", up to {len(slots)} at once ({', '.join(slot.name for slot in slots)})" if len(slots) > 1 else ""
+    print(f"sweep {sweep_dir}: {len(runs)} runs{at_once}", flush=True)
     try:
-        for number, (run_dir, run_argv, config) in enumerate(runs, start=1):
-            record = run_point(f"[{number}/{len(runs)}]", run_dir, run_argv, config)
-            if record is not None:
-                records[number] = record
-        # The points another sweep held: finished by it, or taken up here once it lets go.
-        for number, (run_dir, run_argv, config) in enumerate(runs, start=1):
-            while number not in records:
-                wait_for_release(run_dir)
-                record = run_point(f"[{number}/{len(runs)}]", run_dir, run_argv, config)
-                if record is not None:
-                    records[number] = record
-    except KeyboardInterrupt:  # Ctrl-C reaches the run too, which saves its place
+        records = RunPool(slots).run(points)
+    except KeyboardInterrupt:  # every run in flight saved its place first
         print("sweep interrupted; run the same command again to go on where it stopped", file=sys.stderr)
         return 130
     out = os.path.join(sweep_dir, "compare.png")
-    table = compare_runs([records[number] for number in sorted(records)], DEFAULT_METRICS, out,
+    table = compare_runs([records[index] for index in sorted(records)], DEFAULT_METRICS, out,
                          name=os.path.basename(sweep_dir))
     print(markdown_table(table))
     print(f"wrote {out} and {os.path.splitext(out)[0]}.csv")
@@ -236,51 +239,6 @@ def main(argv: list[str] | None = None) -> int:
                    settings["WANDB.GROUP"], {"compare": out}, table, sweep_dir)
     failed = [record for record in records.values() if record.status != "finished"]
     return 1 if failed else 0
-
-
-def run_point(label: str, run_dir: str, run_argv: list[str], config: dict) -> RunRecord | None:
-    """Train one point of the sweep, resume it, or skip it if it finished; returns its record.
-    A point whose folder another live process holds (a second sweep started on the same folder)
-    is left for later: one line says so, and None comes back."""
-    if says_held(label, run_dir):
-        return None
-    status = (read_summary(run_dir) or {}).get("status")
-    if status == "finished":
-        print(f"{label} {run_dir}: finished before, skipped", flush=True)
-        return load_run(run_dir)
-    print(f"{label} {run_dir}: {'resuming' if status else 'starting'}", flush=True)
-    # A run that began goes on from its last.pth; --resume auto refuses a run that does not exist yet.
-    resume = ["MODEL.RESUME", "'auto'"] if is_run_folder(run_dir) else []
-    result = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), *run_argv, *resume])
-    if result.returncode != 0:  # another sweep's run may have claimed the folder since the check
-        if says_held(label, run_dir):
-            return None
-        if (read_summary(run_dir) or {}).get("status") == "finished":
-            print(f"{label} {run_dir}: finished by another process, skipped", flush=True)
-            return load_run(run_dir)
-    record = load_run(run_dir)
-    record.config = record.config or config  # a run that failed early wrote no config.yaml
-    if result.returncode != 0:
-        print(f"{label} {run_dir}: failed with exit code {result.returncode}", flush=True)
-        record.status_override = f"failed (exit {result.returncode})"
-    return record
-
-
-def says_held(label: str, run_dir: str) -> bool:
-    """Whether another live process holds `run_dir`, printing one line if so."""
-    holder = live_holder(run_dir)
-    if holder is not None:
-        print(f"{label} {run_dir}: in use by {holder}, left to it for now; taken up again when it ends", flush=True)
-    return holder is not None
-
-
-def wait_for_release(run_dir: str) -> None:
-    """Wait until no live process holds `run_dir`, after one line that says so."""
-    holder = live_holder(run_dir)
-    if holder is not None:
-        print(f"waiting for {holder} to release {run_dir}", flush=True)
-    while live_holder(run_dir) is not None:
-        time.sleep(RELEASE_POLL_S)
 
 
 if __name__ == "__main__":

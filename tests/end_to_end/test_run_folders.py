@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import main
+import studies.run_pool
 from engine.run_lock import claim_run_dir
 from utils.errors import UserError
 
@@ -206,7 +207,7 @@ def finished(folder):
 def test_a_sweep_leaves_a_run_another_process_holds_to_it_goes_on_and_reads_it_once_it_ends(
         tmp_path, monkeypatch, capsys):
     sweep = load_sweep()
-    monkeypatch.setattr(sweep, "RELEASE_POLL_S", 0.1, raising=False)
+    monkeypatch.setattr(studies.run_pool, "POLL_S", 0.1)
     argv = sweep_argv(tmp_path)
     _, [(first, first_argv, _), (second, _, _)] = sweep.plan(sweep.parse_args(argv))
     go = tmp_path / "go"
@@ -244,7 +245,7 @@ def test_a_sweep_whose_run_another_sweep_claimed_first_neither_fails_it_nor_trai
     other takes the first folder and is still running (the sweep waits for it), and finishes the
     second before the sweep's run starts."""
     sweep = load_sweep()
-    monkeypatch.setattr(sweep, "RELEASE_POLL_S", 0.05, raising=False)
+    monkeypatch.setattr(studies.run_pool, "POLL_S", 0.05)
     argv = sweep_argv(tmp_path)
     _, [(first, _, _), (second, _, _)] = sweep.plan(sweep.parse_args(argv))
     claims, launched = [], []
@@ -254,7 +255,7 @@ def test_a_sweep_whose_run_another_sweep_claimed_first_neither_fails_it_nor_trai
         with open(os.path.join(folder, "summary.json"), "w") as f:
             json.dump({"status": "finished"}, f)
 
-    def run(command):
+    def start(command, env, console):
         folder = first if not launched else second
         launched.append(folder)
         if folder == first:  # the other sweep's run holds it, and ends a moment later
@@ -262,9 +263,9 @@ def test_a_sweep_whose_run_another_sweep_claimed_first_neither_fails_it_nor_trai
             threading.Timer(0.3, lambda: (finish_by_another(folder), claims[0].release())).start()
         else:
             finish_by_another(folder)
-        return subprocess.CompletedProcess(command, 2)
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"])  # refused: the folder is taken
 
-    monkeypatch.setattr(sweep.subprocess, "run", run)
+    monkeypatch.setattr(studies.run_pool, "start_run_process", start)
     assert sweep.main(argv) == 0
     out = capsys.readouterr().out
     assert launched == [first, second]

@@ -127,8 +127,9 @@ class RunPool:
         waiting, held = list(range(len(points))), []
         running: dict[int, Running] = {}  # by slot index
         told_waiting: set[int] = set()
-        self.bar = (tqdm(total=len(points), unit="run", file=sys.stderr, dynamic_ncols=True, leave=False)
-                    if self.capture_console else None)
+        # disable=None: no bar where stderr is no terminal (a log file would fill with its redraws).
+        self.bar = (tqdm(total=len(points), unit="run", file=sys.stderr, dynamic_ncols=True, leave=False,
+                         disable=None) if self.capture_console else None)
         try:
             while waiting or running or held:
                 changed = self.start_free_slots(points, waiting, held, running, records)

@@ -211,7 +211,13 @@ def test_a_sweep_logs_its_comparison_to_its_wandb_group_unless_wandb_is_disabled
     """The sweep's own runs are stubbed out: what is pinned is where the comparison goes."""
     sweep = load_sweep_script()
     fake = install_fake_wandb(monkeypatch)
-    monkeypatch.setattr(sweep, "run_point", lambda label, run_dir, argv, config: RunRecord(run_dir, config=config))
+    class StubPool:  # the runs, as if they had finished
+        def __init__(self, slots):
+            pass
+
+        def run(self, points):
+            return {index: RunRecord(point.run_dir, config=point.config) for index, point in enumerate(points)}
+    monkeypatch.setattr(sweep, "RunPool", StubPool)
     frame = pd.DataFrame({"run": ["lr1e-3", "lr3e-3"], "TRAIN.LR": [0.001, 0.003]})
 
     def compare_runs(records, metrics, out_png, **options):

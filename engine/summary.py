@@ -23,7 +23,8 @@ from typing import Any, Sequence
 from evaluation.selection import LOWER_IS_BETTER, SELECT_METRICS
 
 SUMMARY_FILE = "summary.json"
-STATUSES = ("running", "finished", "interrupted", "failed")
+# "pruned": a search's pruner stopped it (studies/search.py), which rewrites the status.
+STATUSES = ("running", "finished", "interrupted", "failed", "pruned")
 # The GPU's figure, the CPU's figure of the same quantity, then the whole process's (CPU).
 MEMORY_KEYS = ("peak_memory_mb", "peak_tensor_mb", "peak_rss_mb")
 

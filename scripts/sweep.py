@@ -40,8 +40,9 @@ from config import flatten, get_config, get_default_config, opts_from_flags, res
 from engine.run_dir import experiment_dir, fold_label, tag_with_fold  # noqa: E402
 from engine.wandb_run import log_comparison  # noqa: E402
 from studies.compare import DEFAULT_METRICS, compare_runs, markdown_table  # noqa: E402
-from studies.run_pool import RunPoint, RunPool, parse_slots  # noqa: E402
+from studies.run_pool import RunPoint, RunPool, main_argv, parse_slots, run_opts  # noqa: E402
 from utils.cli import OneLineErrorParser  # noqa: E402
+from utils.grid_values import split_values  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 # What a sweep keeps of each run unless told otherwise: its best.pth, not last.pth.
@@ -93,21 +94,6 @@ def with_folds(args: argparse.Namespace) -> argparse.Namespace:
                                  "opts": [*args.opts, "DATA.FOLDS", str(args.folds)]})
 
 
-def split_values(text: str) -> list[str]:
-    """"1e-3,3e-3" -> ["1e-3", "3e-3"]; commas inside brackets stay: "(0.9,0.99),(0.8,0.9)" is two values."""
-    values, depth, current = [], 0, ""
-    for char in text:
-        depth += char in "([{"
-        depth -= char in ")]}"
-        if char == "," and depth == 0:
-            values.append(current.strip())
-            current = ""
-        else:
-            current += char
-    values.append(current.strip())
-    return values
-
-
 def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
     """[(canonical KEY, [values])] from "KEY=V1,V2" items; keys match in any case."""
     defaults, grid = get_default_config(), []
@@ -148,23 +134,9 @@ def run_tag(combination: dict[str, str], names: dict[str, str]) -> str:
     return "-".join(parts)
 
 
-def run_opts(args: argparse.Namespace, sweep_dir: str, name: str, tag: str, combination: dict[str, str],
-             checkpoints: list[str]) -> list[str]:
-    """The --opts of one run: the sweep's group, its --opts, the combination, and where it lives."""
-    pairs = [item for key, value in combination.items() for item in (key, value)]
-    # Where the run lives comes last, so that no --opts can move it out of the sweep; repr()
-    # keeps the texts from being read as numbers.
-    place = ["OUTPUT", repr(sweep_dir), "TAG", repr(tag)]
-    return ["WANDB.GROUP", repr(name), *checkpoints, *args.opts, *pairs, *place]
-
-
-def main_argv(args: argparse.Namespace, opts: list[str]) -> list[str]:
-    """main.py's command line for a run of this sweep with `opts`."""
-    flags = ["--cfg", args.cfg]
-    for flag in ("batch_size", "data_path", "device"):
-        if getattr(args, flag) is not None:
-            flags += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    return flags + ["--opts", *opts]
+def main_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The main.py flags every run of the sweep gets."""
+    return {"--batch-size": args.batch_size, "--data-path": args.data_path, "--device": args.device}
 
 
 def run_config(args: argparse.Namespace, opts: list[str], output: str | None = None):
@@ -200,8 +172,8 @@ def plan(args: argparse.Namespace) -> tuple[str, list[tuple[str, list[str], dict
     for values in itertools.product(*(values for _, values in grid)):
         combination = dict(zip((key for key, _ in grid), values))
         tag = run_tag(combination, names)
-        opts = run_opts(args, sweep_dir, name, tag, combination, checkpoints)
-        argv, cfg = main_argv(args, opts), run_config(args, opts)
+        opts = run_opts(name, [*checkpoints, *args.opts], combination, sweep_dir, tag)
+        argv, cfg = main_argv(args.cfg, main_flags(args), opts), run_config(args, opts)
         # main.py names a fold run's folder for its fold, unless the tag already does (fold2).
         folder = tag_with_fold(tag, fold_label(cfg.DATA.FOLDS, cfg.DATA.FOLD))
         runs.append((os.path.join(experiment_dir(sweep_dir, cfg.MODEL.NAME, cfg.DATA.DATASET), folder), argv,

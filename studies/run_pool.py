@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, Callable, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence, Sized
 
 from tqdm import tqdm
 
@@ -91,6 +91,21 @@ def parse_slots(devices: str | None, parallel: int | None,
     return slots
 
 
+def main_argv(cfg_file: str, flags: dict[str, object], opts: Sequence[str]) -> list[str]:
+    """main.py's command line: --cfg `cfg_file`, the `flags` that hold a value, then --opts."""
+    given = [item for flag, value in flags.items() if value is not None for item in (flag, str(value))]
+    return ["--cfg", cfg_file, *given, "--opts", *opts]
+
+
+def run_opts(group: str, opts: Sequence[str], values: dict[str, str], output: str, tag: str) -> list[str]:
+    """The --opts of one run of a sweep or search: its W&B group, the command's `opts`, the run's
+    own `values` (KEY: text), then where it lives, OUTPUT and TAG."""
+    pairs = [item for key, value in values.items() for item in (key, value)]
+    # Where the run lives comes last, so that no --opts can move it out of the sweep; repr()
+    # keeps the texts from being read as numbers.
+    return ["WANDB.GROUP", repr(group), *opts, *pairs, "OUTPUT", repr(output), "TAG", repr(tag)]
+
+
 def start_run_process(command: list[str], env: dict[str, str], console: IO | None) -> subprocess.Popen:
     """main.py in a process of its own, its console to `console` (None: this one's)."""
     return subprocess.Popen(command, env=env, stdout=console, stderr=subprocess.STDOUT if console else None)
@@ -103,6 +118,33 @@ class Running:
     process: subprocess.Popen
     console: IO | None
     started: float
+    stopping: bool = False  # asked to stop by the pool's watch
+
+
+class PointSource:
+    """The points of a pool: a list, or a generator drawn from one point at a time as slots free
+    up. `points` holds those drawn so far, by index; `waiting` the indices not yet started."""
+
+    def __init__(self, points: Iterable[RunPoint]):
+        self.iterator: Iterator[RunPoint] | None = iter(points)
+        self.points: list[RunPoint] = []
+        self.waiting: list[int] = []
+
+    def draw(self) -> bool:
+        """Draw the next point into `waiting`; False when there is none."""
+        if self.iterator is None:
+            return False
+        point = next(self.iterator, None)
+        if point is None:
+            self.iterator = None
+            return False
+        self.points.append(point)
+        self.waiting.append(len(self.points) - 1)
+        return True
+
+    def more(self) -> bool:
+        """Whether points may still come: waiting ones, or a source not yet drawn dry."""
+        return bool(self.waiting) or self.iterator is not None
 
 
 class RunPool:
@@ -120,29 +162,40 @@ class RunPool:
         else:
             print(line, file=self.out or sys.stdout, flush=True)
 
-    def run(self, points: Sequence[RunPoint]) -> dict[int, RunRecord]:
+    def run(self, points: Iterable[RunPoint], total: int | None = None,
+            watch: Callable[[int, RunPoint], bool] | None = None,
+            on_end: Callable[[int, RunPoint, RunRecord, bool], None] | None = None) -> dict[int, RunRecord]:
         """{point index: record} of every point: finished before, trained here, or finished by
-        another process that held it. KeyboardInterrupt once every run stopped by Ctrl-C exited."""
+        another process that held it. KeyboardInterrupt once every run stopped by Ctrl-C exited.
+
+        `points` may be a generator, drawn from only as slots free up (a search asks for its next
+        trial then); `total` sizes the bar when it has no len(). `watch(index, point)`, asked of
+        every run in flight at each look, returns True to stop that run (SIGTERM: it saves and
+        exits), as a search's pruner does. `on_end(index, point, record, stopped)` hears of every
+        run that ended here (`stopped`: by the watch), before the next one starts."""
         records: dict[int, RunRecord] = {}
-        waiting, held = list(range(len(points))), []
+        source = PointSource(points)
+        waiting, held = source.waiting, []
         running: dict[int, Running] = {}  # by slot index
         told_waiting: set[int] = set()
+        total = total if total is not None else (len(points) if isinstance(points, Sized) else None)
         # disable=None: no bar where stderr is no terminal (a log file would fill with its redraws).
-        self.bar = (tqdm(total=len(points), unit="run", file=sys.stderr, dynamic_ncols=True, leave=False,
+        self.bar = (tqdm(total=total, unit="run", file=sys.stderr, dynamic_ncols=True, leave=False,
                          disable=None) if self.capture_console else None)
         try:
-            while waiting or running or held:
-                changed = self.start_free_slots(points, waiting, held, running, records)
-                changed |= self.collect_ended(points, held, running, records)
+            while source.more() or running or held:
+                self.stop_watched(source.points, running, watch)
+                changed = self.start_free_slots(source, waiting, held, running, records)
+                changed |= self.collect_ended(source.points, held, running, records, on_end)
                 for index in list(held):  # taken up again once its holder lets go
-                    if live_holder(points[index].run_dir) is None:
+                    point = source.points[index]
+                    if live_holder(point.run_dir) is None:
                         held.remove(index)
                         waiting.append(index)
                         changed = True
                     elif not waiting and not running and index not in told_waiting:
                         told_waiting.add(index)
-                        self.say(f"waiting for {live_holder(points[index].run_dir)} to release "
-                                 f"{points[index].run_dir}")
+                        self.say(f"waiting for {live_holder(point.run_dir)} to release {point.run_dir}")
                 if not changed:
                     time.sleep(POLL_S)
         except KeyboardInterrupt:
@@ -154,16 +207,16 @@ class RunPool:
                 self.bar = None
         return records
 
-    def start_free_slots(self, points: Sequence[RunPoint], waiting: list[int], held: list[int],
+    def start_free_slots(self, source: "PointSource", waiting: list[int], held: list[int],
                          running: dict[int, Running], records: dict[int, RunRecord]) -> bool:
-        """Start waiting points on the free slots (skipping the finished, leaving the held);
-        returns whether anything moved."""
+        """Start waiting points, or the source's next, on the free slots (skipping the finished,
+        leaving the held); returns whether anything moved."""
         changed = False
         for slot_index, slot in enumerate(self.slots):
-            while slot_index not in running and waiting:
+            while slot_index not in running and (waiting or source.draw()):
                 index = waiting.pop(0)
                 changed = True
-                point = points[index]
+                point = source.points[index]
                 if self.says_held(point):
                     held.append(index)
                     continue
@@ -193,8 +246,9 @@ class RunPool:
         return Running(index, start_run_process(command, env, console), console, time.monotonic())
 
     def collect_ended(self, points: Sequence[RunPoint], held: list[int], running: dict[int, Running],
-                      records: dict[int, RunRecord]) -> bool:
-        """Collect the runs that exited; returns whether any did."""
+                      records: dict[int, RunRecord],
+                      on_end: Callable[[int, RunPoint, RunRecord, bool], None] | None = None) -> bool:
+        """Collect the runs that exited, telling `on_end`; returns whether any did."""
         changed = False
         for slot_index, run in list(running.items()):
             code = run.process.poll()
@@ -204,16 +258,23 @@ class RunPool:
             del running[slot_index]
             if run.console is not None:
                 run.console.close()
-            record = self.collect(points[run.index], code, time.monotonic() - run.started)
+            record = self.collect(points[run.index], code, time.monotonic() - run.started, run.stopping)
             if record is None:
                 held.append(run.index)
-            else:
-                records[run.index] = self.ended(record)
+                continue
+            records[run.index] = self.ended(record)
+            if on_end is not None:
+                on_end(run.index, points[run.index], record, run.stopping)
         return changed
 
-    def collect(self, point: RunPoint, code: int, seconds: float) -> RunRecord | None:
-        """The record of a run that exited with `code`; None when another process took the folder
-        before it could (it exits 2 then), which leaves the point to that process."""
+    def collect(self, point: RunPoint, code: int, seconds: float, stopped: bool = False) -> RunRecord | None:
+        """The record of a run that exited with `code` (`stopped` by the watch); None when another
+        process took the folder before it could (it exits 2 then), which leaves the point to it."""
+        if stopped:
+            record = load_run(point.run_dir)
+            record.config = record.config or point.config
+            self.say(f"{point.label} {point.run_dir}: stopped after {len(record.rows)} epochs")
+            return record
         if code != 0:
             if self.says_held(point):
                 return None
@@ -242,6 +303,16 @@ class RunPool:
             self.say(f"{point.label} {point.run_dir}: in use by {holder}, left to it for now; taken up again when "
                      f"it ends")
         return holder is not None
+
+    def stop_watched(self, points: Sequence[RunPoint], running: dict[int, Running],
+                     watch: Callable[[int, RunPoint], bool] | None) -> None:
+        """SIGTERM to each run in flight that `watch` says to stop (once)."""
+        if watch is None:
+            return
+        for run in running.values():
+            if not run.stopping and run.process.poll() is None and watch(run.index, points[run.index]):
+                run.stopping = True
+                run.process.send_signal(signal.SIGTERM)
 
     def stop_all(self, running: dict[int, Running]) -> None:
         """Ask every run in flight to stop (SIGTERM: it saves last.pth), and wait until all exited."""

@@ -10,12 +10,12 @@ import pytest
 
 import main
 from tests.bad_inputs import (checkpoint_rows, config_rows, data_rows, ensemble_rows, fold_rows, metric_rows,
-                               resume_rows, run_rows, submission_rows, subset_rows)
+                               resume_rows, run_rows, search_rows, submission_rows, subset_rows)
 from tests.bad_inputs.row import BadInput, command_main, quickstart_argv
 
 ROWS: list[BadInput] = [*config_rows.ROWS, *data_rows.ROWS, *checkpoint_rows.ROWS, *run_rows.ROWS,
                         *resume_rows.ROWS, *subset_rows.ROWS, *metric_rows.ROWS, *fold_rows.ROWS,
-                        *submission_rows.ROWS, *ensemble_rows.ROWS]
+                        *submission_rows.ROWS, *ensemble_rows.ROWS, *search_rows.ROWS]
 
 
 def checksums(root: Path) -> dict[str, str]:

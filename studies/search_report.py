@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from config import get_default_config
+from engine.wandb_run import log_comparison
 from studies.compare import DEFAULT_METRICS, compare_runs, load_run, markdown_table
 from studies.search import SearchPlan
 
@@ -108,7 +109,11 @@ def write_search_report(study: optuna.Study, plan: SearchPlan) -> tuple[pd.DataF
     records = [load_run(folder) for folder in folders if os.path.isdir(folder)]
     if records:
         compare_png = os.path.join(out_dir, "compare.png")
-        compare_runs(records, DEFAULT_METRICS, compare_png, name=plan.name)
+        compared = compare_runs(records, DEFAULT_METRICS, compare_png, name=plan.name)
         written += [compare_png, os.path.join(out_dir, "compare.csv")]
+        # As a sweep does: the comparison, in a run of the search's W&B group (nothing when disabled).
+        settings = records[0].config
+        log_comparison(settings.get("WANDB.MODE", "disabled"), settings.get("WANDB.PROJECT", ""),
+                       settings.get("WANDB.ENTITY", ""), plan.name, {"compare": compare_png}, compared, out_dir)
     plots, skipped = write_optuna_plots(study, out_dir, plan.metric)
     return table, written + plots, skipped

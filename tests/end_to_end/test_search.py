@@ -16,6 +16,7 @@ import optuna
 import pytest
 
 import main
+import studies.search_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(REPO, "configs/quickstart.yaml")
@@ -113,3 +114,13 @@ def test_a_search_stopped_by_ctrl_c_resumes_its_trial_in_flight(tmp_path):
     log = (tmp_path / "searches" / NAME / "lenet_digits" / "trial0" / "log.txt").read_text()
     assert "resumed from" in log
     assert len(metrics.read_text().splitlines()) == 4
+
+
+def test_the_report_logs_the_trials_comparison_to_the_search_s_wandb_group(search, monkeypatch):
+    output, _ = search
+    calls = []
+    monkeypatch.setattr(studies.search_report, "log_comparison", lambda *args: calls.append(args))
+    assert search_main(search_argv(output, 8, "--report")) == 0
+    [(mode, _, _, group, figures, table, out_dir)] = calls
+    assert (mode, group, out_dir) == ("disabled", NAME, str(output / "searches" / NAME))
+    assert figures == {"compare": str(output / "searches" / NAME / "compare.png")} and len(table) >= 8

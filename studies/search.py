@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import optuna
+import sqlalchemy.exc
 
 from engine.run_dir import LAST_CHECKPOINT, experiment_dir
 from engine.run_lock import live_holder
@@ -65,7 +66,7 @@ class SearchPlan:
         values = {key: value_text(value, kinds[key]) for key, value in params.items()}
         opts = run_opts(self.name, self.opts, values, self.search_dir, f"{TRIAL_PREFIX}{number}")
         return RunPoint(f"[trial {number + 1}/{total}]", self.run_dir(number, params),
-                        main_argv(self.cfg_file, self.flags, opts), {**values})
+                        main_argv(self.cfg_file, self.flags, opts), values)
 
 
 def build_sampler(name: str, dimensions: Sequence[Dimension], seed: int) -> optuna.samplers.BaseSampler:
@@ -102,6 +103,10 @@ def open_study(plan: SearchPlan, storage: str, sampler: optuna.samplers.BaseSamp
                                     direction=plan.direction, load_if_exists=True)
     except ValueError as e:  # e.g. a stored study of another direction
         raise UserError(f"study {plan.name} in {storage} cannot be continued: {e}") from None
+    except (ImportError, sqlalchemy.exc.SQLAlchemyError) as e:  # an unknown database, driver or host
+        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise UserError(f"--storage {storage} cannot be opened ({reason}); give a database URL Optuna's RDB "
+                        f"storage takes, e.g. sqlite:///study.db or postgresql://USER:PASS@HOST/DB") from None
     stored = study.user_attrs.get("space")
     if stored is None:
         study.set_user_attr("space", list(space))

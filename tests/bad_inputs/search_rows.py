@@ -1,6 +1,6 @@
 """Bad-input rows: scripts/search.py given a space it cannot search (an unknown key, a malformed
 distribution, a low bound above the high one, a choice the key rejects), a metric the runs do not
-score, or a grid sampler over a continuous range; each refused before a trial starts."""
+score, a grid sampler over a continuous range, or a --storage that is no database; each refused before a trial starts."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,6 +29,9 @@ ROWS: list[BadInput] = [
     BadInput("search-a-metric-the-runs-do-not-score", search_argv("TRAIN.LR=loguniform:1e-4:1e-1",
                                                                   flags=("--metric", "val_log_loss")),
              ("val_log_loss", "TEST.METRICS"), command=SCRIPT),
+    BadInput("search-a-storage-that-is-no-database", search_argv("TRAIN.LR=loguniform:1e-4:1e-1",
+                                                                 flags=("--storage", "nodb://host/study")),
+             ("--storage nodb://host/study", "cannot be opened"), command=SCRIPT),
     BadInput("search-a-grid-over-a-continuous-range", search_argv("TRAIN.LR=loguniform:1e-4:1e-1",
                                                                   flags=("--sampler", "grid")),
              ("--sampler grid", "TRAIN.LR"), command=SCRIPT),
